@@ -1,0 +1,3 @@
+"""tinylm.apps: end-to-end runs."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""tinylm.bpe (skeleton)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""tinylm.nn (skeleton)."""
+
+__all__: list[str] = []

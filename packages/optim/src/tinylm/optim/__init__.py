@@ -1,0 +1,3 @@
+"""tinylm.optim (skeleton)."""
+
+__all__: list[str] = []

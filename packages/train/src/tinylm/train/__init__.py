@@ -1,0 +1,3 @@
+"""tinylm.train (skeleton)."""
+
+__all__: list[str] = []
