@@ -1,0 +1,243 @@
+"""The `Tokenizer`: encode text to token ids and back, GPT-2 style.
+
+Encoding: split on special tokens (longest match wins), cut each piece of ordinary text into
+pre-tokens with the GPT-2 regex, then inside each pre-token repeatedly merge the adjacent pair of
+lowest merge rank (all its occurrences, left to right) until no pair has a rank. Results are
+cached per pre-token: natural text repeats its words a lot.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from itertools import chain
+from typing import TYPE_CHECKING
+
+from tinylm.bpe.files import load_merges, load_vocab, save_vocab_and_merges
+from tinylm.bpe.pretokenize import PRETOKEN_RE, special_token_regex, unique_special_tokens
+
+if TYPE_CHECKING:
+    import numpy as np
+
+_NO_RANK = sys.maxsize
+_NO_RANKS = itertools.repeat(_NO_RANK)
+# A pre-token starting within this many characters of the end of a buffer may still change when
+# more text arrives: the longest pattern branch that can fail for lack of input is "'ll".
+_LOOKAHEAD_CHARS = 3
+
+
+class _PieceCache(dict):
+    """pre-token -> ids; computes missing entries, and empties itself when it grows too big."""
+
+    def __init__(self, encode_piece, max_entries: int) -> None:
+        super().__init__()
+        self._encode_piece = encode_piece
+        self._max_entries = max_entries
+
+    def __missing__(self, piece: str) -> list[int]:
+        if len(self) >= self._max_entries:
+            self.clear()
+        ids = self[piece] = self._encode_piece(piece)
+        return ids
+
+
+class Tokenizer:
+    """Byte-level BPE tokenizer: `vocab` {id: bytes}, `merges` [(bytes, bytes)] in rank order."""
+
+    cache_entries = 1 << 16
+
+    def __init__(
+        self,
+        vocab: dict[int, bytes],
+        merges: list[tuple[bytes, bytes]],
+        special_tokens: list[str] | None = None,
+    ) -> None:
+        self.vocab = dict(vocab)
+        self.merges = list(merges)
+        self.special_tokens = unique_special_tokens(special_tokens)
+        self._bytes_to_id = {token: token_id for token_id, token in sorted(self.vocab.items())}
+        self._special_ids = {}
+        next_id = max(self.vocab, default=-1) + 1
+        for token in self.special_tokens:
+            token_bytes = token.encode("utf-8")
+            if token_bytes not in self._bytes_to_id:  # new specials go after everything else
+                new_id, next_id = next_id, next_id + 1
+                self.vocab[new_id] = token_bytes
+                self._bytes_to_id[token_bytes] = new_id
+            self._special_ids[token] = self._bytes_to_id[token_bytes]
+        self._special_re = special_token_regex(tuple(self.special_tokens))
+        self._longest_special = max(map(len, self.special_tokens), default=0)
+
+        missing = [b for b in range(256) if bytes([b]) not in self._bytes_to_id]
+        if missing:
+            raise ValueError(f"vocab lacks single-byte tokens for bytes {missing[:8]}")
+        self._byte_ids = [self._bytes_to_id[bytes([b])] for b in range(256)]
+        self._ranks: dict[tuple[int, int], int] = {}
+        self._merged_id_by_rank: list[int] = [-1] * len(self.merges)
+        for rank, (a, b) in enumerate(self.merges):
+            for part in (a, b, a + b):
+                if part not in self._bytes_to_id:
+                    raise ValueError(f"merge {rank} ({a!r}, {b!r}): token {part!r} not in vocab")
+            pair = (self._bytes_to_id[a], self._bytes_to_id[b])
+            if pair not in self._ranks:  # a repeated merge can never apply again
+                self._ranks[pair] = rank
+                self._merged_id_by_rank[rank] = self._bytes_to_id[a + b]
+        self._cache = _PieceCache(self._encode_piece, self.cache_entries)
+
+    # -- files -------------------------------------------------------------------------------
+
+    @classmethod
+    def from_files(
+        cls,
+        vocab_path: str | os.PathLike,
+        merges_path: str | os.PathLike,
+        special_tokens: list[str] | None = None,
+    ) -> Tokenizer:
+        """Load GPT-2 style `vocab.json` + `merges.txt` (see `files`)."""
+        vocab, merges = load_vocab(vocab_path), load_merges(merges_path)
+        try:
+            return cls(vocab, merges, special_tokens)
+        except ValueError as err:
+            raise ValueError(f"{vocab_path}, {merges_path}: {err}") from None
+
+    def save(self, vocab_path: str | os.PathLike, merges_path: str | os.PathLike) -> None:
+        save_vocab_and_merges(self.vocab, self.merges, vocab_path, merges_path)
+
+    def __getstate__(self):  # compiled tables are rebuilt: smaller to send to worker processes
+        return (self.vocab, self.merges, self.special_tokens)
+
+    def __setstate__(self, state) -> None:
+        self.__init__(*state)
+
+    # -- encoding ----------------------------------------------------------------------------
+
+    def _encode_piece(self, piece: str) -> list[int]:
+        """BPE inside one pre-token: merge the lowest-rank adjacent pair until none is left.
+
+        Merging the leftmost lowest-rank pair one at a time equals GPT-2's "merge every
+        occurrence": a merge only creates pairs of higher rank than its own. `ranks[i]` is the
+        rank of (ids[i], ids[i+1]); after a merge only its two neighbours change, and min/index
+        run in C, which is what keeps cold encoding fast in pure Python.
+        """
+        ids = list(map(self._byte_ids.__getitem__, piece.encode("utf-8")))
+        rank_of = self._ranks.get
+        merged_id = self._merged_id_by_rank
+        ranks = list(map(rank_of, itertools.pairwise(ids), _NO_RANKS))
+        while ranks:
+            rank = min(ranks)
+            if rank == _NO_RANK:
+                break
+            i = ranks.index(rank)
+            new_id = merged_id[rank]
+            ids[i : i + 2] = (new_id,)
+            del ranks[i]
+            if i:
+                ranks[i - 1] = rank_of((ids[i - 1], new_id), _NO_RANK)
+            if i < len(ranks):
+                ranks[i] = rank_of((new_id, ids[i + 1]), _NO_RANK)
+        return ids
+
+    def _encode_ordinary(self, text: str, out: list[int]) -> None:
+        """Append the ids of text that holds no special token."""
+        out.extend(chain.from_iterable(map(self._cache.__getitem__, PRETOKEN_RE.findall(text))))
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`; registered special tokens map to their own id."""
+        out: list[int] = []
+        if self._special_re is None:
+            self._encode_ordinary(text, out)
+            return out
+        start = 0
+        for match in self._special_re.finditer(text):
+            self._encode_ordinary(text[start : match.start()], out)
+            out.append(self._special_ids[match.group()])
+            start = match.end()
+        self._encode_ordinary(text[start:], out)
+        return out
+
+    def encode_iterable(self, iterable: Iterable[str]) -> Iterator[int]:
+        """Lazily encode a stream of strings (e.g. a file's lines) as if they were one string.
+
+        Memory stays bounded by the longest pre-token: after each chunk we emit everything up to
+        the last position that no future text can change, and keep only the rest.
+        """
+        buffer = ""
+        for chunk in iterable:
+            buffer += chunk
+            out: list[int] = []
+            settled = self._encode_settled_prefix(buffer, out)
+            buffer = buffer[settled:]
+            yield from out
+        yield from self.encode(buffer)
+
+    def _encode_settled_prefix(self, buffer: str, out: list[int]) -> int:
+        """Encode the longest prefix of `buffer` that no continuation can change; return its end.
+
+        Special tokens: a match starting at least `longest special` characters before the end
+        is final (a longer token starting there would have fitted in the buffer). Ordinary text:
+        a pre-token is final if it is not the last one and starts at least `_LOOKAHEAD_CHARS`
+        before the end (only the contraction branch can fail for lack of input; the others stop
+        at a character already in the buffer).
+        """
+        text_start = 0
+        # Any special token match must lie wholly before `horizon` to be certain.
+        horizon = max(0, len(buffer) - self._longest_special + 1)
+        if self._special_re is not None:
+            for match in self._special_re.finditer(buffer, 0, len(buffer)):
+                if match.start() >= horizon:
+                    break
+                self._encode_ordinary(buffer[text_start : match.start()], out)
+                out.append(self._special_ids[match.group()])
+                text_start = match.end()
+        text = buffer[text_start:horizon] if self._special_re is not None else buffer
+        if not text:
+            return text_start
+        cut = 0
+        limit = len(text) - _LOOKAHEAD_CHARS
+        pieces = []
+        for match in PRETOKEN_RE.finditer(text):
+            if match.end() == len(text) or match.start() > limit:
+                break
+            pieces.append(match.group())
+            cut = match.end()
+        out.extend(chain.from_iterable(map(self._cache.__getitem__, pieces)))
+        return text_start + cut
+
+    # -- decoding ----------------------------------------------------------------------------
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of token ids; malformed UTF-8 becomes U+FFFD. Unknown ids raise ValueError."""
+        vocab = self.vocab
+        ids = ids if isinstance(ids, list | tuple) else list(ids)
+        try:
+            data = b"".join([vocab[i] for i in ids])
+        except (KeyError, TypeError):
+            bad = next(i for i in ids if i not in vocab)
+            raise ValueError(f"unknown token id {bad!r} (vocab has {len(vocab)} tokens)") from None
+        return data.decode("utf-8", errors="replace")
+
+    # -- files of ids ------------------------------------------------------------------------
+
+    def encode_file(
+        self,
+        src_path: str | os.PathLike,
+        dst_path: str | os.PathLike,
+        *,
+        num_workers: int | None = None,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """Encode a UTF-8 text file to a `.npy` of ids (see `encode_file`)."""
+        from tinylm.bpe.encode_file import encode_file
+
+        return encode_file(self, src_path, dst_path, num_workers=num_workers, progress=progress)
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    def __repr__(self) -> str:
+        return (
+            f"Tokenizer(vocab_size={len(self.vocab)}, merges={len(self.merges)}, "
+            f"special_tokens={self.special_tokens!r})"
+        )

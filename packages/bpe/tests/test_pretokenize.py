@@ -1,0 +1,77 @@
+"""Pre-tokenization and file chunking: chunks must never change the pre-tokens."""
+
+from __future__ import annotations
+
+import itertools
+
+import regex
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tinylm.bpe.pretokenize import (
+    GPT2_PATTERN,
+    count_pretokens,
+    find_chunk_boundaries,
+    iter_pretokens,
+)
+
+EOT = "<|endoftext|>"
+SPECIAL_SETS = [[], [EOT], [EOT, EOT + EOT], ["ab", "xaby"]]
+
+
+def pieces_with_specials(text: str, special_tokens: list[str]) -> list[str]:
+    """Independent oracle: special tokens (longest first) and pre-tokens, in order."""
+    if not special_tokens:
+        return regex.findall(GPT2_PATTERN, text)
+    alternation = "|".join(regex.escape(t) for t in sorted(special_tokens, key=len)[::-1])
+    out = []
+    for i, part in enumerate(regex.split(f"({alternation})", text)):
+        out.extend([part] if i % 2 else regex.findall(GPT2_PATTERN, part))
+    return out
+
+
+fragments = st.sampled_from(
+    [EOT, "<|endo", "ftext|>", "ab", "xaby", "xa", "by", " ", "  ", "\n", "\r\n", "\t", "word",
+     " word", "don't", "'ll", "é", "日本", "😀", "1", "!", "a", "x"]
+)  # fmt: skip
+texts = st.lists(st.one_of(fragments, st.text(max_size=3)), max_size=80).map("".join)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=texts, specials=st.sampled_from(SPECIAL_SETS), num_chunks=st.integers(1, 300))
+def test_chunks_preserve_pretokens(tmp_path_factory, text, specials, num_chunks):
+    path = tmp_path_factory.mktemp("chunks") / "t.txt"
+    data = text.encode()
+    path.write_bytes(data)
+    bounds = find_chunk_boundaries(path, num_chunks, specials)
+    assert bounds[0] == 0 and bounds[-1] == len(data)
+    assert bounds == sorted(set(bounds)) or len(data) == 0
+    chunked = []
+    for start, end in itertools.pairwise(bounds):
+        chunked += pieces_with_specials(data[start:end].decode(), specials)
+    assert chunked == pieces_with_specials(text, specials)
+
+
+def test_chunks_are_cut_when_possible(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text(f"some words here{EOT}" * 500)
+    bounds = find_chunk_boundaries(path, 8, [EOT])
+    assert len(bounds) == 9
+    data = path.read_bytes()
+    assert all(data.startswith(EOT.encode(), b) for b in bounds[1:-1])  # special tokens first
+    no_specials = tmp_path / "plain.txt"
+    no_specials.write_text("word " * 2000)
+    assert len(find_chunk_boundaries(no_specials, 4, [EOT])) == 5
+
+
+def test_iter_pretokens_drops_special_tokens():
+    assert list(iter_pretokens(f"a b{EOT}c", (EOT,))) == ["a", " b", "c"]
+    assert list(iter_pretokens("I'm  here\n", ())) == ["I", "'m", " ", " here", "\n"]
+
+
+def test_count_pretokens_parallel_equals_serial(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text(f"the cat sat{EOT} on the mat\n\n" * 300)
+    serial = count_pretokens(path, [EOT], num_workers=1)
+    assert count_pretokens(path, [EOT], num_workers=2) == serial
+    assert serial["the"] == 300 and serial[" the"] == 300 and EOT not in serial
