@@ -1,0 +1,162 @@
+"""Autoregressive sampling with a KV cache: greedy, temperature and nucleus (top-p).
+
+Policy, in brief:
+- Returns prompt + new tokens, like nanoGPT (1-D prompt in, 1-D out; 2-D batch in, 2-D out).
+- A prompt longer than `context_length` is cropped to its last `context_length` tokens for the
+  model (with a warning); the returned tensor still starts with the full prompt.
+- KV cache: the prompt is encoded once, then each new token costs one position. When the window
+  is full (`context_length` positions cached) the window *slides*: the cache is rebuilt from the
+  last `context_length` tokens, so RoPE positions stay 0..context_length−1 exactly as in an uncached
+  model that crops its input. From then on each token costs a full window; the cached and uncached
+  paths give the same tokens throughout.
+- Stopping at `eos_id`: a sequence that has emitted eos is padded with eos; generation ends early
+  when every sequence has finished.
+"""
+
+import warnings
+from collections.abc import Sequence
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from torch.nn import Module
+
+from tinylm.nn.layers import softmax
+from tinylm.nn.typecheck import typechecked
+
+
+def _nucleus_filter(probs: Float[Tensor, "batch vocab"], top_p: float) -> Tensor:
+    """Keep the smallest set of most likely tokens whose mass is ≥ top_p; renormalise."""
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
+    kept = sorted_probs * (mass_before < top_p)  # the top token always has mass_before = 0
+    filtered = torch.zeros_like(probs).scatter(-1, order, kept)
+    return filtered / filtered.sum(dim=-1, keepdim=True)
+
+
+def _sample_next(
+    logits: Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+) -> Tensor:
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        probs = _nucleus_filter(probs, top_p)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _unwrap(model: Module) -> Module:
+    """The plain model under torch.compile (`_orig_mod`) and DDP (`module`) wrappers.
+
+    Decoding goes through the plain module: a compiled one would recompile for every new length.
+    (A compiled wrapper forwards attribute lookups, so test for the wrappers, not for `.config`.)
+    """
+    while isinstance(getattr(model, "_orig_mod", None), Module) or isinstance(
+        getattr(model, "module", None), Module
+    ):
+        inner = getattr(model, "_orig_mod", None)
+        model = inner if isinstance(inner, Module) else model.module
+    if not hasattr(model, "config") or not hasattr(model, "new_kv_cache"):
+        raise TypeError(f"generate needs a TransformerLM, got {type(model).__name__}")
+    return model
+
+
+def _as_batch(prompt_ids, device) -> tuple[Tensor, bool]:
+    ids = torch.as_tensor(prompt_ids, dtype=torch.long, device=device)
+    if ids.ndim == 1:
+        return ids.unsqueeze(0), True
+    if ids.ndim != 2:
+        raise ValueError(
+            f"prompt_ids must be 1-D (seq) or 2-D (batch, seq), got shape {tuple(ids.shape)}"
+        )
+    return ids, False
+
+
+@typechecked
+def generate(
+    model: Module,
+    prompt_ids: Tensor | Sequence[int] | Sequence[Sequence[int]],
+    max_new_tokens: int,
+    temperature: float | int = 1.0,
+    top_p: float | int = 1.0,
+    eos_id: int | None = None,
+    generator: torch.Generator | None = None,
+    *,
+    use_kv_cache: bool = True,
+) -> Tensor:
+    """Sample up to `max_new_tokens` tokens after `prompt_ids`; return prompt + new tokens.
+
+    `temperature=0` is greedy decoding; `top_p<1` samples from the nucleus. With a seeded
+    `generator` (on the model's device) the output is deterministic. `model` may be a
+    `TransformerLM` or a `torch.compile`/DDP wrapper of one. `use_kv_cache=False` re-encodes the
+    (cropped) sequence for every token: slower, same result; kept for testing and benchmarking.
+    """
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    core = _unwrap(model)
+    context_length = core.config.context_length
+    device = next(core.parameters()).device
+    ids, single = _as_batch(prompt_ids, device)
+    if ids.shape[1] == 0:
+        raise ValueError("prompt_ids is empty: give at least one token to condition on")
+    vocab_size = core.config.vocab_size
+    if int(ids.min()) < 0 or int(ids.max()) >= vocab_size:  # once per call, so always checked
+        bad = int(ids.max()) if int(ids.max()) >= vocab_size else int(ids.min())
+        raise ValueError(f"prompt token id {bad} is out of range for vocab_size={vocab_size}")
+    if ids.shape[1] > context_length:
+        warnings.warn(
+            f"prompt of {ids.shape[1]} tokens is longer than context_length={context_length}; "
+            f"the model sees only its last {context_length} tokens",
+            stacklevel=2,
+        )
+
+    was_training = model.training
+    model.eval()
+    try:
+        # no_grad, not inference_mode: inference tensors in the result could not be reused in a
+        # later autograd forward (e.g. as training input).
+        with torch.no_grad():
+            out = _decode(
+                core, ids, max_new_tokens, temperature, top_p, eos_id, generator, use_kv_cache
+            )
+    finally:
+        model.train(was_training)
+    if single:
+        out = out[0]
+        if eos_id is not None:  # drop the eos padding of a finished single sequence
+            new = out[ids.shape[1] :]
+            hits = (new == eos_id).nonzero()
+            if len(hits):
+                out = out[: ids.shape[1] + int(hits[0]) + 1]
+    return out
+
+
+def _decode(core, ids, max_new_tokens, temperature, top_p, eos_id, generator, use_kv_cache):
+    context_length = core.config.context_length
+    batch = ids.shape[0]
+    out = ids
+    if max_new_tokens == 0:
+        return out
+    cache = core.new_kv_cache(batch) if use_kv_cache else None
+    logits = core(ids[:, -context_length:], kv_cache=cache)[:, -1]
+    finished = torch.zeros(batch, dtype=torch.bool, device=ids.device)
+    for step in range(max_new_tokens):
+        next_ids = _sample_next(logits, temperature, top_p, generator)
+        if eos_id is not None:
+            next_ids = next_ids.masked_fill(finished, eos_id)
+            finished = finished | (next_ids == eos_id)
+        out = torch.cat((out, next_ids.unsqueeze(1)), dim=1)
+        if step == max_new_tokens - 1 or (eos_id is not None and bool(finished.all())):
+            break
+        if cache is None:
+            logits = core(out[:, -context_length:])[:, -1]
+        elif cache.length < cache.max_len:
+            logits = core(next_ids.unsqueeze(1), kv_cache=cache)[:, -1]
+        else:  # window full: slide by re-encoding the last context_length tokens
+            cache.reset()
+            logits = core(out[:, -context_length:], kv_cache=cache)[:, -1]
+    return out

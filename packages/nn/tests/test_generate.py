@@ -1,0 +1,142 @@
+"""generate: greedy/sampling policy, the KV cache against uncached decoding, cropping, eos."""
+
+import pytest
+import torch
+
+from tinylm.nn import ModelConfig, TransformerLM, generate, softmax
+from tinylm.nn.generate import _nucleus_filter
+
+CONFIG = ModelConfig(
+    vocab_size=40, context_length=12, d_model=32, num_layers=2, num_heads=4, d_ff=64
+)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return TransformerLM(CONFIG)
+
+
+def naive_greedy(model, ids, n):
+    """Oracle: nanoGPT-style loop, full forward over the cropped sequence for every token."""
+    for _ in range(n):
+        logits = model(ids[:, -CONFIG.context_length :])[:, -1]
+        ids = torch.cat((ids, logits.argmax(-1, keepdim=True)), dim=1)
+    return ids
+
+
+@pytest.mark.parametrize("attention", ["naive", "sdpa"])
+def test_cached_greedy_equals_uncached_past_the_context_window(model, attention):
+    fast = TransformerLM(
+        ModelConfig(**{**CONFIG.to_dict(), "attention": attention, "fused_qkv": True})
+    )
+    fast.load_state_dict(model.state_dict())
+    prompt = torch.randint(0, 40, (3, 5), generator=torch.Generator().manual_seed(1))
+    n = 20  # 5 + 20 > context_length: the window slides
+    with torch.no_grad():
+        expected = naive_greedy(model, prompt, n)
+    cached = generate(fast, prompt, n, temperature=0)
+    uncached = generate(model, prompt, n, temperature=0, use_kv_cache=False)
+    assert cached.shape == (3, 25)
+    assert torch.equal(cached[:, :5], prompt)
+    assert torch.equal(cached, expected)
+    assert torch.equal(uncached, expected)
+
+
+def test_seeded_sampling_is_deterministic_and_cache_independent(model):
+    prompt = [[1, 2, 3], [4, 5, 6]]
+    runs = [
+        generate(
+            model,
+            prompt,
+            15,
+            temperature=0.9,
+            top_p=0.8,
+            generator=torch.Generator().manual_seed(7),
+            use_kv_cache=cache,
+        )
+        for cache in (True, True, False)
+    ]
+    assert torch.equal(runs[0], runs[1]) and torch.equal(runs[0], runs[2])
+    other = generate(model, prompt, 15, temperature=0.9, generator=torch.Generator().manual_seed(8))
+    assert not torch.equal(other, runs[0])
+
+
+def test_tiny_top_p_is_greedy(model):
+    prompt = torch.tensor([3, 1, 4, 1, 5])
+    greedy = generate(model, prompt, 8, temperature=0)
+    nucleus = generate(
+        model, prompt, 8, temperature=1.0, top_p=1e-6, generator=torch.Generator().manual_seed(0)
+    )
+    assert greedy.ndim == 1 and torch.equal(greedy, nucleus)
+
+
+def test_nucleus_filter_keeps_smallest_set_with_mass_at_least_p():
+    probs = torch.tensor([[0.1, 0.5, 0.15, 0.25], [0.25, 0.25, 0.25, 0.25]])
+    filtered = _nucleus_filter(probs, 0.7)
+    # Row 0: 0.5 + 0.25 = 0.75 >= 0.7 -> keep {1, 3}; row 1: 0.75 needs three tokens.
+    torch.testing.assert_close(filtered[0], torch.tensor([0.0, 0.5, 0.0, 0.25]) / 0.75)
+    assert (filtered[1] > 0).sum() == 3
+    torch.testing.assert_close(filtered.sum(-1), torch.ones(2))
+    torch.testing.assert_close(_nucleus_filter(probs, 0.5)[0], torch.tensor([0.0, 1.0, 0.0, 0.0]))
+
+
+def test_sampling_frequencies_follow_temperature_softmax(model):
+    """Many one-token samples of the same prompt match softmax(logits / T)."""
+    prompt = torch.tensor([[7, 8, 9]]).repeat(4000, 1)
+    out = generate(model, prompt, 1, temperature=2.0, generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(out[:, -1], minlength=40).float() / 4000
+    with torch.no_grad():
+        expected = softmax(model(prompt[:1])[0, -1] / 2.0, dim=-1)
+    assert (counts - expected).abs().max() < 0.03
+
+
+def test_stops_at_eos_and_pads_finished_rows(model):
+    prompt = torch.tensor([[1, 2], [3, 4]])
+    greedy = generate(model, prompt, 10, temperature=0)
+    eos = int(greedy[0, 2])  # the first token row 0 emits
+    out = generate(model, prompt, 10, temperature=0, eos_id=eos)
+    assert out[0, 2] == eos and (out[0, 2:] == eos).all()
+    single = generate(model, prompt[0], 10, temperature=0, eos_id=eos)
+    assert single.tolist() == [1, 2, eos]
+
+
+def test_long_prompt_is_cropped_with_a_warning(model):
+    prompt = torch.randint(0, 40, (1, 30), generator=torch.Generator().manual_seed(2))
+    with pytest.warns(UserWarning, match="longer than context_length=12"):
+        out = generate(model, prompt, 4, temperature=0)
+    assert torch.equal(out[:, :30], prompt)
+    assert torch.equal(out[:, 30:], generate(model, prompt[:, -12:], 4, temperature=0)[:, 12:])
+
+
+def test_restores_training_flag_and_needs_no_grad(model):
+    model.train()
+    out = generate(model, [1, 2], 3, temperature=0)
+    assert model.training and not out.requires_grad
+    assert not out.is_inference()  # usable as input to a later training forward
+    model.eval()
+    generate(model, [1, 2], 3, temperature=0)
+    assert not model.training
+    graphs = []  # a recording backend: generate must decode with the plain module underneath
+
+    def record(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    compiled = torch.compile(model, backend=record)
+    compiled.train()
+    assert torch.equal(generate(compiled, [1, 2], 3, temperature=0), out)
+    assert graphs == [] and compiled.training and model.training
+    model.eval()
+
+
+def test_argument_errors(model):
+    with pytest.raises(ValueError, match="temperature"):
+        generate(model, [1], 3, temperature=-1)
+    with pytest.raises(ValueError, match="top_p"):
+        generate(model, [1], 3, top_p=0)
+    with pytest.raises(ValueError, match="empty"):
+        generate(model, [], 3)
+    with pytest.raises(ValueError, match="token id 40"):
+        generate(model, [1, 40], 3)
+    assert generate(model, [1, 2], 0).tolist() == [1, 2]
