@@ -1,3 +1,65 @@
-"""tinylm.train (skeleton)."""
+"""tinylm.train: batches, checkpoints, run configs and the `train-lm` training loop.
 
-__all__: list[str] = []
+config = load_config(overrides={"train.max_steps": 200})   # default.toml + overrides
+result = train(config)                                     # -> RunResult (losses, paths, model)
+x, y = get_batch(np.load("train.npy", mmap_mode="r"), 16, 128, "cpu")
+save_checkpoint(model, optimizer, step, "ckpt.pt", scheduler=schedule)
+step = load_checkpoint("ckpt.pt", model, optimizer, scheduler=schedule)
+"""
+
+from tinylm.train.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    read_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from tinylm.train.config import (
+    DataConfig,
+    EvalConfig,
+    LoopConfig,
+    OptimConfig,
+    RunConfig,
+    SampleConfig,
+    TrainConfig,
+    default_config_path,
+    load_config,
+)
+from tinylm.train.data import check_tokens, get_batch, open_tokens
+from tinylm.train.loop import RunResult, TrainingDiverged, train
+from tinylm.train.metrics import MetricsLog, plot_losses, unigram_entropy
+from tinylm.train.prepare import PreparedData, bundled_corpus, load_tokenizer, prepare_data
+from tinylm.train.rundir import find_checkpoints
+from tinylm.train.sampling import sample_text
+
+__all__ = [
+    "DataConfig",
+    "EvalConfig",
+    "LoopConfig",
+    "MetricsLog",
+    "OptimConfig",
+    "PreparedData",
+    "RunConfig",
+    "RunResult",
+    "SampleConfig",
+    "TrainConfig",
+    "TrainingDiverged",
+    "bundled_corpus",
+    "capture_rng_state",
+    "check_tokens",
+    "default_config_path",
+    "find_checkpoints",
+    "get_batch",
+    "load_checkpoint",
+    "load_config",
+    "load_tokenizer",
+    "open_tokens",
+    "plot_losses",
+    "prepare_data",
+    "read_checkpoint",
+    "restore_rng_state",
+    "sample_text",
+    "save_checkpoint",
+    "train",
+    "unigram_entropy",
+]

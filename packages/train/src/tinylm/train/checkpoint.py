@@ -1,0 +1,189 @@
+"""Checkpoints: atomic, `weights_only`-loadable dicts of plain tensors and containers (SPEC §5).
+
+A checkpoint is a dict with
+
+    model       state dict, `_orig_mod.` / `module.` prefixes (torch.compile, DDP) stripped
+    optimizer   optimizer state dict
+    iteration   int, the number of optimizer steps taken
+    rng         python / numpy / torch / cuda RNG states as tensors, ints and lists
+    format      "tinylm-checkpoint-1"
+    ...         any extras passed as keyword arguments (scheduler state, config dict, data position)
+
+Writes go to `<name>.tmp` in the same directory, are fsync'ed, then `os.replace`d over the target:
+a crash leaves either the old file or the new one, never half of one. Loads map to CPU first so
+resuming never holds two copies of the weights on the GPU; `load_state_dict` then moves them.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import zipfile
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "capture_rng_state",
+    "load_checkpoint",
+    "read_checkpoint",
+    "restore_rng_state",
+    "save_checkpoint",
+    "unwrap_model",
+    "unwrap_state_dict",
+]
+
+FORMAT = "tinylm-checkpoint-1"
+_PREFIXES = ("_orig_mod.", "module.")
+
+
+def unwrap_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state dict without compile/DDP wrapper prefixes, so checkpoints are plain."""
+    plain = {}
+    for key, value in model.state_dict().items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in _PREFIXES:
+                if key.startswith(prefix):
+                    key, changed = key[len(prefix) :], True
+        plain[key] = value
+    return plain
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module under any torch.compile (`_orig_mod`) / DDP (`module`) wrappers."""
+    wrappers = (torch.nn.parallel.DistributedDataParallel,)
+    while True:
+        if isinstance(model, wrappers):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Python, numpy, torch (and CUDA, if initialised) RNG states as weights_only-safe values."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    version, internal, gauss = random.getstate()
+    state: dict[str, Any] = {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of `capture_rng_state`."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"][: torch.cuda.device_count()]
+        torch.cuda.set_rng_state_all(cuda_states)
+
+
+def save_checkpoint(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    iteration: int,
+    out: str | os.PathLike | IO[bytes],
+    **extra: Any,
+) -> None:
+    """Write model, optimizer, iteration, RNG states and `extra` items to `out` (path or file)."""
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        "model": unwrap_state_dict(model),
+        "optimizer": optimizer.state_dict(),
+        "iteration": int(iteration),
+        "rng": capture_rng_state(),
+    }
+    for key, value in extra.items():
+        if key in payload:
+            raise ValueError(f"extra checkpoint item {key!r} collides with a built-in item")
+        payload[key] = value.state_dict() if hasattr(value, "state_dict") else value
+    if not isinstance(out, str | os.PathLike):
+        torch.save(payload, out)
+        return
+    path = Path(out)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename durable too (a no-op where directories cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_checkpoint(src: str | os.PathLike | IO[bytes]) -> dict[str, Any]:
+    """Load a checkpoint dict onto the CPU with `weights_only=True`; clear errors for bad files."""
+    name = str(src) if isinstance(src, str | os.PathLike) else getattr(src, "name", "<file object>")
+    if isinstance(src, str | os.PathLike) and not Path(src).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {src}")
+    try:
+        payload = torch.load(src, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"checkpoint {name} is corrupt or truncated ({first})") from None
+    if not isinstance(payload, dict) or "model" not in payload or "iteration" not in payload:
+        raise ValueError(f"{name} is not a tinylm checkpoint (no 'model'/'iteration' entries)")
+    return payload
+
+
+def load_checkpoint(
+    src: str | os.PathLike | IO[bytes] | dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    *,
+    scheduler: Any = None,
+    restore_rng: bool = False,
+) -> int:
+    """Restore `model` (and `optimizer`, `scheduler`, RNG states if given/asked) from `src`.
+
+    `src` is a path, a binary file object, or a dict already returned by `read_checkpoint` (to
+    read the extras such as `config` or `data` without loading the file twice). Returns the
+    iteration. Models wrapped by torch.compile or DDP are fine: prefixes are handled.
+    """
+    payload = src if isinstance(src, dict) else read_checkpoint(src)
+    target = unwrap_model(model)
+    try:
+        target.load_state_dict(payload["model"])
+    except RuntimeError as e:
+        raise ValueError(
+            f"checkpoint weights do not fit this model: {str(e).splitlines()[0]}"
+        ) from e
+    if optimizer is not None:
+        optimizer.load_state_dict(payload["optimizer"])
+    if scheduler is not None:
+        if "scheduler" not in payload:
+            raise ValueError("checkpoint has no scheduler state")
+        scheduler.load_state_dict(payload["scheduler"])
+    if restore_rng:
+        restore_rng_state(payload["rng"])
+    return int(payload["iteration"])

@@ -1,0 +1,104 @@
+"""`train-lm`: train a language model from a TOML config plus `--section.key value` overrides.
+
+    train-lm                                   # the embedded default run on the bundled corpus
+    train-lm --config my.toml --optim.lr 1e-3  # a config file, one value overridden
+    train-lm --run.name exp1 --resume          # continue runs/exp1 from its newest checkpoint
+    torchrun --nproc_per_node=4 -m tinylm.train.cli --config big.toml   # DDP
+
+Bad input ends with one `error: ...` line and exit status 2; no traceback, no lost work.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from tinylm.train.config import SECTIONS, _field_types, _hint, default_config_path, load_config
+from tinylm.train.loop import TrainingDiverged, train
+
+USAGE = """usage: train-lm [--config FILE] [--resume] [--compile] [--device DEV] [--no-progress]
+                [--section.key VALUE ...]
+
+Train a tinylm language model. Options:
+  --config FILE     TOML config (default: the shipped default.toml, below)
+  --resume          continue the run in <run.root>/<run.name> from its newest checkpoint
+                    (its saved config.toml is used unless --config is given)
+  --compile         torch.compile the model (same as --train.compile true)
+  --device DEV      auto | cpu | cuda | cuda:N | mps (same as --train.device DEV)
+  --no-progress     no progress bar
+  --section.key V   override any config key, e.g. --optim.lr 1e-3 --train.max_steps=500
+
+Default config ({path}):
+
+{default}"""
+
+FLAGS = ("--config", "--resume", "--compile", "--device", "--no-progress", "--help")
+
+
+def parse_args(argv: list[str]) -> tuple[str | None, bool, bool, dict[str, str]]:
+    """Split argv into (config path, resume, progress, {dotted key: raw value})."""
+    config_path, resume, progress, overrides = None, False, True, {}
+    valid = [f"{s}.{n}" for s, kind in SECTIONS.items() for n in _field_types(kind)]
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--"):
+            raise ValueError(f"unexpected argument {arg!r}; options look like --section.key value")
+        name, eq, inline = arg[2:].partition("=")
+        takes_value = name in ("config", "device") or "." in name
+        value = inline
+        if takes_value and not eq:
+            if i + 1 >= len(argv):
+                raise ValueError(f"{arg} needs a value")
+            i += 1
+            value = argv[i]
+
+        if name == "config":
+            config_path = value
+        elif name == "resume":
+            resume = True
+        elif name == "compile":
+            overrides["train.compile"] = "true"
+        elif name == "device":
+            overrides["train.device"] = value
+        elif name == "no-progress":
+            progress = False
+        elif "." in name:
+            if name not in valid:
+                raise ValueError(f"unknown config key '{name}'{_hint(name, valid)}")
+            overrides[name] = value
+        else:
+            raise ValueError(f"unknown option --{name}{_hint('--' + name, FLAGS)}")
+        i += 1
+    return config_path, resume, progress, overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:
+        path = default_config_path()
+        print(USAGE.format(path=path, default=path.read_text()))
+        return 0
+    try:
+        config_path, resume, progress, overrides = parse_args(argv)
+        config = load_config(config_path, overrides)
+        saved = config.run_dir / "config.toml"
+        if resume and config_path is None and saved.is_file():
+            config = load_config(saved, overrides)  # a resumed run keeps its own config
+        train(config, resume=resume, progress=progress)
+    except (ValueError, FileNotFoundError, PermissionError) as e:
+        if os.environ.get("TINYLM_DEBUG"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: aborted by a second interrupt (no checkpoint written)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,293 @@
+"""Run configuration: frozen dataclasses, one per TOML section, + `--section.key value` overrides.
+
+    [data]   where tokens come from (bundled corpus → BPE → .npy, or pre-encoded .npy files)
+    [model]  the fields of `tinylm.nn.ModelConfig` (vocab_size defaults to data.vocab_size)
+    [optim]  AdamW and the cosine schedule
+    [train]  steps, batch, device, precision, compile
+    [eval]   held-out evaluation interval and size
+    [run]    run directory, checkpoint interval, optional W&B logging
+    [sample] the text sample generated at the end
+
+`load_config(path, overrides)` reads a TOML file (default: the shipped `configs/default.toml`),
+applies overrides, validates every key (unknown ones fail with the closest valid name) and returns
+a `TrainConfig`; `TrainConfig.to_toml()` writes it back so every run carries its exact config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from tinylm.nn import ModelConfig
+
+__all__ = [
+    "DataConfig",
+    "EvalConfig",
+    "LoopConfig",
+    "OptimConfig",
+    "RunConfig",
+    "SampleConfig",
+    "TrainConfig",
+    "default_config_path",
+    "load_config",
+]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    text: str = ""  # raw text corpus; "" = the bundled openprose_4M.txt
+    text_bytes: int = 2_000_000  # use only the first N bytes of `text` (0 = all)
+    val_fraction: float = 0.05  # last fraction of the documents held out for validation
+    vocab_size: int = 2000  # BPE vocabulary trained on the text
+    tokenizer_bytes: int = 1_000_000  # BPE is trained on the first N bytes of the train split
+    special_tokens: tuple[str, ...] = ("<|endoftext|>",)
+    train_tokens: str = ""  # pre-encoded train ids (.npy); when set, `text` is ignored
+    val_tokens: str = ""  # pre-encoded validation ids (.npy)
+    tokenizer_dir: str = ""  # vocab.json + merges.txt for pre-encoded data (samples need it)
+    dtype: str = ""  # id dtype of raw .bin token files (e.g. "uint16"); .npy files know theirs
+    cache_dir: str = ""  # where tokenizer and .npy files are cached; "" = <run.root>/_data
+    num_workers: int = 0  # encoding processes; 0 = all cores
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 3e-3  # peak learning rate
+    min_lr: float = 3e-4  # floor at the end of the cosine
+    warmup_steps: int = 20
+    cosine_steps: int = 0  # end of the cosine; 0 = train.max_steps
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # global grad-norm clip; 0 = off
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    max_steps: int = 300  # optimizer steps
+    batch_size: int = 16  # sequences per micro-batch per process
+    grad_accum: int = 1  # micro-batches per optimizer step
+    seed: int = 1337
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    dtype: str = "auto"  # auto (bf16 autocast on CUDA, else float32) | float32 | bfloat16
+    compile: bool = False  # torch.compile the model
+    max_seconds: float = 0.0  # wall-clock budget; stop (with a checkpoint) when spent; 0 = none
+    log_interval: int = 10  # steps between metrics.jsonl lines (and loss checks)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    interval: int = 50  # steps between held-out evaluations (and at the end)
+    iters: int = 10  # batches per evaluation
+    batch_size: int = 0  # 0 = train.batch_size
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "default"  # run directory is <root>/<name>
+    root: str = "runs"
+    checkpoint_interval: int = (
+        100  # steps between periodic checkpoints (a final one is always written)
+    )
+    keep_checkpoints: int = 2  # periodic checkpoints kept (older ones are deleted)
+    wandb: bool = False  # log to Weights & Biases (needs `wandb` installed)
+    wandb_project: str = "tinylm"
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    prompt: str = "The"
+    max_new_tokens: int = 200  # 0 = no sample
+    temperature: float = 0.8
+    top_p: float = 0.95
+    seed: int = 0
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "optim": OptimConfig,
+    "train": LoopConfig,
+    "eval": EvalConfig,
+    "run": RunConfig,
+    "sample": SampleConfig,
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.run.root) / self.run.name
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain nested dict (tuples as lists): TOML- and JSON-ready."""
+        out = {}
+        for name in SECTIONS:
+            section = dataclasses.asdict(getattr(self, name))
+            out[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        """Validate and build; `model.vocab_size` defaults to `data.vocab_size`."""
+        for section, values in raw.items():
+            if section not in SECTIONS:
+                raise ValueError(f"unknown config section [{section}]{_hint(section, SECTIONS)}")
+            if not isinstance(values, dict):
+                raise ValueError(f"config section [{section}] must be a table")
+            names = _field_types(SECTIONS[section])
+            for key in values:
+                if key not in names:
+                    full = [f"{section}.{n}" for n in names]
+                    raise ValueError(
+                        f"unknown config key '{section}.{key}'{_hint(f'{section}.{key}', full)}"
+                    )
+        sections = {}
+        for section, kind in SECTIONS.items():
+            values = dict(raw.get(section, {}))
+            if section == "model":
+                values.setdefault("vocab_size", sections["data"].vocab_size)
+            types_ = _field_types(kind)
+            values = {k: _coerce(f"{section}.{k}", v, types_[k]) for k, v in values.items()}
+            try:
+                sections[section] = kind(**values)
+            except TypeError as e:  # a missing required field, e.g. model.d_model
+                raise ValueError(f"config section [{section}]: {e}") from None
+        return cls(**sections)
+
+    def replace(self, **sections: dict[str, Any]) -> TrainConfig:
+        """Copy with some fields changed: `cfg.replace(train={"max_steps": 10})`."""
+        raw = self.to_dict()
+        for section, values in sections.items():
+            raw.setdefault(section, {}).update(values)
+        return TrainConfig.from_dict(raw)
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the config as TOML atomically."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(self.to_toml())
+        os.replace(tmp, path)
+
+
+def default_config_path() -> Path:
+    return Path(str(resources.files("tinylm.train") / "configs" / "default.toml"))
+
+
+def load_config(
+    path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None
+) -> TrainConfig:
+    """Read a TOML config (default: the shipped default.toml) and apply `{"section.key": value}`.
+
+    Override values may be strings as typed on a command line ("3e-4", "true", "a,b"); they are
+    parsed according to the field's type.
+    """
+    path = Path(path) if path is not None else default_config_path()
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"config file {path} is not valid TOML: {e}") from None
+    return TrainConfig.from_dict(apply_overrides(raw, overrides or {}))
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of the raw section dict with dotted-key overrides applied (keys validated)."""
+    raw = {section: dict(values) for section, values in raw.items()}
+    valid = [f"{s}.{n}" for s, kind in SECTIONS.items() for n in _field_types(kind)]
+    for key, value in overrides.items():
+        if key not in valid:
+            raise ValueError(f"unknown config key '{key}'{_hint(key, valid)}")
+        section, name = key.split(".", 1)
+        kind = _field_types(SECTIONS[section])[name]
+        raw.setdefault(section, {})[name] = (
+            _parse(key, value, kind) if isinstance(value, str) else value
+        )
+    return raw
+
+
+def _hint(name: str, valid) -> str:
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.5)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _field_types(kind: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(kind)
+    return {f.name: hints[f.name] for f in dataclasses.fields(kind)}
+
+
+def _base_type(tp: Any) -> Any:
+    """bool/int/float/str/tuple for the annotations used in config dataclasses."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return type(typing.get_args(tp)[0])
+    if origin in (tuple, list):
+        return tuple
+    if origin in (typing.Union, types.UnionType):
+        return _base_type(next(a for a in typing.get_args(tp) if a is not type(None)))
+    return tp
+
+
+def _parse(key: str, text: str, tp: Any) -> Any:
+    """Parse a command-line string for a field of type `tp`."""
+    base = _base_type(tp)
+    if base is bool:
+        lowered = text.strip().lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise ValueError(f"config key '{key}' must be true or false, got {text!r}")
+    if base is tuple:
+        stripped = text.strip()
+        if stripped.startswith("["):
+            try:
+                return tomllib.loads(f"v = {stripped}")["v"]
+            except tomllib.TOMLDecodeError:
+                raise ValueError(f"config key '{key}' must be a list, got {text!r}") from None
+        return [part for part in stripped.split(",") if part] if stripped else []
+    if base in (int, float):
+        try:
+            number = float(text) if base is float else int(float(text))
+        except ValueError:
+            raise ValueError(f"config key '{key}' must be a number, got {text!r}") from None
+        if base is int and float(text) != int(float(text)):
+            raise ValueError(f"config key '{key}' must be an integer, got {text!r}")
+        return number
+    return text
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Check a TOML value against the field type (ints are accepted where floats are expected)."""
+    base = _base_type(tp)
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if base is tuple and isinstance(value, list | tuple):
+        return tuple(value)
+    ok = isinstance(value, base) and (base is bool or not isinstance(value, bool))
+    if not ok:
+        raise ValueError(f"config key '{key}' must be {base.__name__}, got {value!r}")
+    return value

@@ -1,0 +1,84 @@
+"""`generate`: sample text from a trained run.
+
+generate --run runs/default --prompt "Once upon a time" --max-tokens 200 --temperature 0.8
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from tinylm.nn import TransformerLM
+from tinylm.train.checkpoint import load_checkpoint, read_checkpoint
+from tinylm.train.config import TrainConfig
+from tinylm.train.prepare import load_tokenizer
+from tinylm.train.rundir import find_checkpoints
+from tinylm.train.runtime import resolve_device
+from tinylm.train.sampling import sample_text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="generate", description="Sample text from a train-lm run.")
+    p.add_argument("--run", required=True, type=Path, help="run directory (holds checkpoints/)")
+    p.add_argument("--prompt", default="", help="text to continue (default: start of a document)")
+    p.add_argument("--max-tokens", type=int, default=200, help="new tokens to generate")
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=0.95, help="nucleus mass, 1 = off")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", type=Path, default=None, help="default: the run's newest")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p.add_argument("--num-samples", type=int, default=1)
+    return p
+
+
+def load_run(run_dir: Path, checkpoint: Path | None, device: torch.device):
+    """Model (weights loaded, eval mode) and tokenizer of a run directory."""
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory not found: {run_dir}")
+    if checkpoint is None:
+        found = find_checkpoints(run_dir)
+        if not found:
+            raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}")
+        checkpoint = found[-1]
+    payload = read_checkpoint(checkpoint)
+    if "config" not in payload:
+        raise ValueError(f"{checkpoint} carries no config; was it written by train-lm?")
+    config = TrainConfig.from_dict(payload["config"])
+    model = TransformerLM(config.model, device=device)
+    load_checkpoint(payload, model)
+    model.eval()
+    tokenizer = load_tokenizer(run_dir / "tokenizer", config.data.special_tokens)
+    return model, tokenizer
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.max_tokens < 0:
+            raise ValueError(f"--max-tokens must be >= 0, got {args.max_tokens}")
+        device = resolve_device(args.device)
+        model, tokenizer = load_run(args.run, args.checkpoint, device)
+        for i in range(args.num_samples):
+            text = sample_text(
+                model,
+                tokenizer,
+                args.prompt,
+                args.max_tokens,
+                temperature=args.temperature,
+                top_p=args.top_p,
+                seed=args.seed + i,
+            )
+            if args.num_samples > 1:
+                print(f"--- sample {i + 1} ---")
+            print(text)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,157 @@
+"""From raw text to token files: split, train (or reuse) a BPE tokenizer, encode to .npy.
+
+Results are cached in a directory named after a hash of everything that determines them (source
+file identity, slice sizes, vocabulary), with `meta.json` written last as the completion marker:
+a second run with the same data settings skips straight to training, and an interrupted
+preparation is simply redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from tinylm.bpe import Tokenizer, train_bpe
+from tinylm.train.config import DataConfig
+
+__all__ = ["PreparedData", "bundled_corpus", "load_tokenizer", "prepare_data"]
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    train_path: Path
+    val_path: Path
+    tokenizer_dir: Path | None  # holds vocab.json + merges.txt, when known
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {
+            "train_path": str(self.train_path),
+            "val_path": str(self.val_path),
+            "tokenizer_dir": str(self.tokenizer_dir) if self.tokenizer_dir else None,
+        }
+
+
+def bundled_corpus() -> Path:
+    """The ~4 MB openprose corpus shipped in this package (licences in data/LICENSES.md)."""
+    return Path(str(resources.files("tinylm.train") / "data" / "openprose_4M.txt"))
+
+
+def load_tokenizer(
+    tokenizer_dir: str | os.PathLike, special_tokens=("<|endoftext|>",)
+) -> Tokenizer:
+    directory = Path(tokenizer_dir)
+    vocab, merges = directory / "vocab.json", directory / "merges.txt"
+    for path in (vocab, merges):
+        if not path.is_file():
+            raise FileNotFoundError(f"tokenizer file not found: {path}")
+    return Tokenizer.from_files(vocab, merges, list(special_tokens))
+
+
+def prepare_data(config: DataConfig, cache_root: str | os.PathLike, log=print) -> PreparedData:
+    """Return train/val token files (and the tokenizer) for `config`, building them if needed."""
+    if config.train_tokens or config.val_tokens:
+        if not (config.train_tokens and config.val_tokens):
+            raise ValueError(
+                "set both data.train_tokens and data.val_tokens (pre-encoded .npy files)"
+            )
+        for path in (config.train_tokens, config.val_tokens):
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"token file not found: {path}")
+        tok_dir = Path(config.tokenizer_dir) if config.tokenizer_dir else None
+        return PreparedData(Path(config.train_tokens), Path(config.val_tokens), tok_dir)
+
+    text_path = Path(config.text) if config.text else bundled_corpus()
+    if not text_path.is_file():
+        raise FileNotFoundError(f"text file not found: {text_path} (data.text)")
+    if not 0 < config.val_fraction < 1:
+        raise ValueError(f"data.val_fraction must be in (0, 1), got {config.val_fraction}")
+    stat = text_path.stat()
+    identity = {
+        "text": str(text_path.resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "text_bytes": config.text_bytes,
+        "val_fraction": config.val_fraction,
+        "vocab_size": config.vocab_size,
+        "tokenizer_bytes": config.tokenizer_bytes,
+        "special_tokens": list(config.special_tokens),
+    }
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+    out = Path(cache_root) / f"{text_path.stem}-v{config.vocab_size}-{key}"
+    result = PreparedData(out / "train.npy", out / "val.npy", out)
+    if (out / "meta.json").is_file():
+        log(f"data: reusing tokenizer and tokens cached in {out}")
+        return result
+    out.mkdir(parents=True, exist_ok=True)
+
+    separator = config.special_tokens[0] if config.special_tokens else None
+    train_text, val_text = _split(text_path, config.text_bytes, config.val_fraction, separator)
+    (out / "train.txt").write_text(train_text, encoding="utf-8")
+    (out / "val.txt").write_text(val_text, encoding="utf-8")
+
+    tok_text = _head(train_text, config.tokenizer_bytes, separator)
+    (out / "tokenizer_train.txt").write_text(tok_text, encoding="utf-8")
+    start = time.perf_counter()
+    vocab, merges = train_bpe(
+        out / "tokenizer_train.txt", config.vocab_size, list(config.special_tokens), progress=True
+    )
+    tokenizer = Tokenizer(vocab, merges, list(config.special_tokens))
+    tokenizer.save(out / "vocab.json", out / "merges.txt")
+    log(
+        f"data: trained BPE, {len(vocab)} tokens on {len(tok_text.encode()) / 1e6:.2f} MB "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
+
+    start = time.perf_counter()
+    # Small inputs encode in-process: a worker pool costs more to start than it saves, and forking
+    # a process that already runs torch threads is best avoided when it buys nothing.
+    small = len(train_text) + len(val_text) < 8_000_000
+    workers = config.num_workers or (1 if small else None)
+    train_ids = tokenizer.encode_file(out / "train.txt", out / "train.npy", num_workers=workers)
+    val_ids = tokenizer.encode_file(out / "val.txt", out / "val.npy", num_workers=workers)
+    log(
+        f"data: encoded {len(train_ids):,} train and {len(val_ids):,} val tokens "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
+    (out / "tokenizer_train.txt").unlink()
+    meta = {**identity, "train_tokens": len(train_ids), "val_tokens": len(val_ids)}
+    tmp = out / "meta.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, out / "meta.json")
+    return result
+
+
+def _split(
+    path: Path, max_bytes: int, val_fraction: float, separator: str | None
+) -> tuple[str, str]:
+    """First `max_bytes` of the file, cut to whole documents, split by documents: (train, val)."""
+    with open(path, "rb") as f:
+        raw = f.read(max_bytes) if max_bytes > 0 else f.read()
+    text = raw.decode("utf-8", errors="ignore")  # a cut multi-byte character is dropped
+    docs = text.split(separator) if separator else [text]
+    if separator and len(docs) > 2 and max_bytes > 0 and len(raw) == max_bytes:
+        docs = docs[:-1]  # the last document was cut by the byte limit
+    if len(docs) >= 2:
+        total = sum(len(d) for d in docs)
+        n_val, val_chars = 0, 0
+        while n_val < len(docs) - 1 and val_chars < val_fraction * total:
+            n_val += 1
+            val_chars += len(docs[-n_val])
+        return separator.join(docs[:-n_val]) + separator, separator.join(docs[-n_val:])
+    cut = int(len(text) * (1 - val_fraction))  # one big document: split inside it
+    return text[:cut], text[cut:]
+
+
+def _head(text: str, max_bytes: int, separator: str | None) -> str:
+    """Roughly the first `max_bytes` of text, ending at a document boundary when there is one."""
+    if max_bytes <= 0 or len(text.encode()) <= max_bytes:
+        return text
+    head = text.encode()[:max_bytes].decode("utf-8", errors="ignore")
+    if separator and separator in head:
+        head = head[: head.rindex(separator) + len(separator)]
+    return head

@@ -1,0 +1,49 @@
+"""Text in, text out: prompt a trained model through its tokenizer (train-lm and generate)."""
+
+from __future__ import annotations
+
+import torch
+
+from tinylm.bpe import Tokenizer
+from tinylm.nn import generate
+
+__all__ = ["sample_text"]
+
+
+def sample_text(
+    model: torch.nn.Module,
+    tokenizer: Tokenizer,
+    prompt: str,
+    max_new_tokens: int,
+    *,
+    temperature: float = 0.8,
+    top_p: float = 0.95,
+    seed: int = 0,
+    stop_at_eos: bool = True,
+    eos_token: str = "<|endoftext|>",
+) -> str:
+    """Prompt + continuation as text. Deterministic for a given seed on a given device."""
+    device = next(model.parameters()).device
+    prompt_ids = tokenizer.encode(prompt) if prompt else []
+    eos_ids = tokenizer.encode(eos_token) if stop_at_eos else []
+    eos_id = eos_ids[0] if len(eos_ids) == 1 else None
+    if not prompt_ids:  # condition on a document boundary when there is no prompt
+        if eos_id is None:
+            raise ValueError("an empty prompt needs an end-of-text special token to start from")
+        prompt_ids = [eos_id]
+    generator = torch.Generator(device=device).manual_seed(seed)
+    out = generate(
+        model,
+        torch.tensor(prompt_ids, dtype=torch.long, device=device),
+        max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        eos_id=eos_id,
+        generator=generator,
+    )
+    ids = out.tolist()
+    if not prompt:
+        ids = ids[1:]
+    if eos_id is not None and ids and ids[-1] == eos_id:
+        ids = ids[:-1]
+    return tokenizer.decode(ids)

@@ -1,0 +1,43 @@
+"""Shared fixtures: a small text corpus and a tiny run config that trains in about a second."""
+
+from pathlib import Path
+
+import pytest
+
+from tinylm.train import TrainConfig, bundled_corpus
+
+
+@pytest.fixture(scope="session")
+def corpus_text() -> str:
+    with open(bundled_corpus(), encoding="utf-8") as f:
+        return f.read(40_000)
+
+
+@pytest.fixture
+def corpus_file(tmp_path: Path, corpus_text: str) -> Path:
+    path = tmp_path / "corpus.txt"
+    path.write_text(corpus_text, encoding="utf-8")
+    return path
+
+
+def tiny_raw(root: Path, text: Path) -> dict:
+    return {
+        "data": {
+            "text": str(text),
+            "text_bytes": 0,
+            "vocab_size": 300,
+            "tokenizer_bytes": 0,
+            "num_workers": 1,  # tiny data: encode in-process, no worker pool to start
+        },
+        "model": {"context_length": 32, "d_model": 32, "num_layers": 2, "num_heads": 2, "d_ff": 64},
+        "optim": {"lr": 1e-2, "min_lr": 1e-3, "warmup_steps": 5},
+        "train": {"max_steps": 30, "batch_size": 8, "device": "cpu", "log_interval": 5},
+        "eval": {"interval": 10, "iters": 2},
+        "run": {"root": str(root), "name": "tiny", "checkpoint_interval": 10},
+        "sample": {"max_new_tokens": 8},
+    }
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path, corpus_file: Path) -> TrainConfig:
+    return TrainConfig.from_dict(tiny_raw(tmp_path / "runs", corpus_file))

@@ -1,0 +1,111 @@
+"""train-lm and generate command lines: overrides, resume, errors without tracebacks."""
+
+import json
+
+import pytest
+
+from tinylm.train import find_checkpoints
+from tinylm.train.cli import main as train_main
+from tinylm.train.cli import parse_args
+from tinylm.train.generate_cli import main as generate_main
+
+
+@pytest.fixture
+def config_file(tiny_config, tmp_path):
+    path = tmp_path / "tiny.toml"
+    tiny_config.replace(train={"max_steps": 10}).save(path)
+    return path
+
+
+def test_parse_args_forms():
+    path, resume, progress, overrides = parse_args(
+        [
+            "--config",
+            "x.toml",
+            "--optim.lr=1e-3",
+            "--train.max_steps",
+            "5",
+            "--resume",
+            "--compile",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
+    assert (path, resume, progress) == ("x.toml", True, False)
+    assert overrides == {
+        "optim.lr": "1e-3",
+        "train.max_steps": "5",
+        "train.compile": "true",
+        "train.device": "cpu",
+    }
+
+
+def test_help(capsys):
+    assert train_main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "usage: train-lm" in out and "[optim]" in out
+
+
+def test_train_resume_generate(config_file, tiny_config, capsys):
+    assert train_main(["--config", str(config_file), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "unigram entropy of the val split" in out and "done: step 10" in out
+    run = tiny_config.run_dir
+    assert find_checkpoints(run)[-1].name == "step_0000010.pt"
+
+    # --resume continues from the newest checkpoint; a longer schedule comes from the command line.
+    assert (
+        train_main(
+            ["--config", str(config_file), "--resume", "--train.max_steps", "20", "--no-progress"]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "resumed from" in out and "step_0000010.pt" in out and "done: step 20" in out
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [5, 10, 15, 20]
+
+    args = ["--run", str(run), "--prompt", "The", "--max-tokens", "12", "--seed", "3"]
+    assert generate_main(args) == 0
+    first = capsys.readouterr().out
+    assert generate_main(args) == 0
+    assert capsys.readouterr().out == first  # seeded: reproducible
+    assert first.startswith("The")
+    assert generate_main([*args[:-1], "4", "--temperature", "0", "--num-samples", "2"]) == 0
+    greedy = capsys.readouterr().out.split("--- sample 2 ---")
+    assert generate_main(["--run", str(run), "--max-tokens", "5"]) == 0  # no prompt: a new document
+    assert capsys.readouterr().out.strip()
+    assert greedy[0].replace("--- sample 1 ---\n", "") == greedy[1].lstrip(
+        "\n"
+    )  # greedy ignores seed
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--optim.lrr", "1"], "error: unknown config key 'optim.lrr'; did you mean 'optim.lr'?"),
+        (["--resum"], "error: unknown option --resum; did you mean '--resume'?"),
+        (["--optim.lr"], "error: --optim.lr needs a value"),
+        (["stray"], "error: unexpected argument 'stray'; options look like --section.key value"),
+        (["--config", "/nonexistent.toml"], "error: config file not found: /nonexistent.toml"),
+        (
+            ["--data.text", "/nonexistent.txt"],
+            "error: text file not found: /nonexistent.txt (data.text)",
+        ),
+    ],
+)
+def test_errors_are_one_line(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert train_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == message
+    assert "Traceback" not in err
+
+
+def test_generate_errors(tmp_path, capsys):
+    assert generate_main(["--run", str(tmp_path / "none")]) == 2
+    assert "error: run directory not found" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert generate_main(["--run", str(tmp_path / "empty")]) == 2
+    assert "error: no checkpoint in" in capsys.readouterr().err

@@ -1,0 +1,77 @@
+"""prepare_data: split, tokenizer training, encoding, caching."""
+
+import json
+
+import numpy as np
+import pytest
+
+import tinylm.train.prepare as prepare_module
+from tinylm.bpe import Tokenizer
+from tinylm.train import DataConfig, load_tokenizer, prepare_data
+
+
+def _config(text, **kw):
+    return DataConfig(text=str(text), text_bytes=0, vocab_size=300, tokenizer_bytes=0, **kw)
+
+
+def test_prepare_builds_consistent_files(tmp_path, corpus_file, corpus_text):
+    data = prepare_data(_config(corpus_file), tmp_path / "cache", log=lambda *a: None)
+    train_ids, val_ids = np.load(data.train_path), np.load(data.val_path)
+    assert train_ids.dtype == np.uint16 and len(val_ids) > 0
+    assert len(val_ids) < 0.2 * len(train_ids)  # about val_fraction of the documents
+    tok = load_tokenizer(data.tokenizer_dir)
+    assert len(tok.encode("hello")) >= 1
+    train_text = (data.tokenizer_dir / "train.txt").read_text()
+    val_text = (data.tokenizer_dir / "val.txt").read_text()
+    assert train_text + val_text == corpus_text  # a split, nothing lost or duplicated
+    assert tok.decode(train_ids.tolist()) == train_text
+    assert max(train_ids.max(), val_ids.max()) < 300
+    meta = json.loads((data.tokenizer_dir / "meta.json").read_text())
+    assert meta["train_tokens"] == len(train_ids)
+
+
+def test_second_call_is_a_cache_hit(tmp_path, corpus_file, monkeypatch):
+    cfg = _config(corpus_file)
+    first = prepare_data(cfg, tmp_path, log=lambda *a: None)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("tokenizer retrained despite the cache")
+
+    monkeypatch.setattr(prepare_module, "train_bpe", fail)
+    assert prepare_data(cfg, tmp_path, log=lambda *a: None) == first
+    # A different vocabulary is a different cache entry.
+    with pytest.raises(AssertionError, match="retrained"):
+        prepare_data(_config(corpus_file, val_fraction=0.1), tmp_path, log=lambda *a: None)
+
+
+def test_text_bytes_limits_the_slice(tmp_path, corpus_file):
+    cfg = DataConfig(text=str(corpus_file), text_bytes=10_000, vocab_size=300, tokenizer_bytes=5000)
+    data = prepare_data(cfg, tmp_path, log=lambda *a: None)
+    total = len((data.tokenizer_dir / "train.txt").read_bytes()) + len(
+        (data.tokenizer_dir / "val.txt").read_bytes()
+    )
+    assert total <= 10_000
+
+
+def test_pre_encoded_files(tmp_path):
+    np.save(tmp_path / "t.npy", np.arange(100, dtype=np.uint16))
+    np.save(tmp_path / "v.npy", np.arange(50, dtype=np.uint16))
+    cfg = DataConfig(train_tokens=str(tmp_path / "t.npy"), val_tokens=str(tmp_path / "v.npy"))
+    data = prepare_data(cfg, tmp_path / "cache")
+    assert data.train_path == tmp_path / "t.npy" and data.tokenizer_dir is None
+    with pytest.raises(ValueError, match="set both"):
+        prepare_data(DataConfig(train_tokens=str(tmp_path / "t.npy")), tmp_path)
+    with pytest.raises(FileNotFoundError, match="token file not found"):
+        prepare_data(DataConfig(train_tokens="x.npy", val_tokens=str(tmp_path / "v.npy")), tmp_path)
+
+
+def test_missing_text_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="text file not found"):
+        prepare_data(_config(tmp_path / "missing.txt"), tmp_path)
+
+
+def test_tokenizer_is_the_bpe_one(tmp_path, corpus_file):
+    data = prepare_data(_config(corpus_file), tmp_path, log=lambda *a: None)
+    assert isinstance(load_tokenizer(data.tokenizer_dir), Tokenizer)
+    with pytest.raises(FileNotFoundError, match=r"tokenizer file not found"):
+        load_tokenizer(tmp_path / "nowhere")
