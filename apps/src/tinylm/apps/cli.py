@@ -1,0 +1,159 @@
+"""Console scripts: `tinystories`, `owt`, `leaderboard` (and `tinylm-run NAME`), one run each.
+
+    tinystories --train-text TinyStoriesV2-GPT4-train.txt --val-text TinyStoriesV2-GPT4-valid.txt
+    owt --train-text owt_train.txt --val-text owt_valid.txt --out runs/owt --optim.lr 2e-3
+    leaderboard --train-text owt_train.txt --val-text owt_valid.txt --budget-hours 1.5
+    tinystories --out runs/tinystories --resume        # continue; the saved run.toml is reused
+
+Bad input ends with one `error: ...` line and exit status 2; no traceback, no lost work.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+
+from tinylm.apps.config import RUNS, load_run_config, run_config_path
+from tinylm.apps.pipeline import run_pipeline
+from tinylm.train import TrainingDiverged
+
+__all__ = ["leaderboard", "main", "owt", "run_command", "tinystories"]
+
+USAGE = """usage: {name} --train-text FILE --val-text FILE [--out DIR] [--config FILE] [--resume]
+            [--budget-hours H] [--device DEV] [--compile] [--no-progress] [--section.key VALUE ...]
+
+{what}
+  --train-text FILE  raw training text (documents separated by <|endoftext|>)
+  --val-text FILE    raw validation text
+  --out DIR          run directory (default runs/{name}); everything the run writes goes there
+  --config FILE      a run TOML (default: the shipped one, below); on --resume the run's own
+                     run.toml is used unless --config is given
+  --resume           continue the run in --out from its newest checkpoint
+  --budget-hours H   wall-clock budget of training (app.budget_hours; 0 = none)
+  --device DEV       auto | cpu | cuda | cuda:N | mps (train.device)
+  --compile          torch.compile the model (train.compile)
+  --no-progress      no progress bars
+  --section.key V    override any config key: data, model, optim, train, eval, run, sample, app
+
+Shipped config ({path}):
+
+{config}"""
+
+WHAT = {
+    "tinystories": "TinyStories: 10K BPE, the 17M-parameter model at context 256, then a report.",
+    "owt": "OpenWebText: 32K BPE, the same model body at context 256, then a report.",
+    "leaderboard": "Leaderboard: OpenWebText, best val loss at context 512 within a wall-clock "
+    "budget (default 1.5 h), enforced by the run.",
+}
+FLAGS = {
+    "--train-text": "app.train_text",
+    "--val-text": "app.val_text",
+    "--budget-hours": "app.budget_hours",
+    "--device": "train.device",
+}
+SWITCHES = ("--resume", "--compile", "--no-progress", "--help", "--out", "--config")
+
+
+def parse_args(argv: list[str]) -> tuple[dict[str, str | bool | None], dict[str, str]]:
+    """Split argv into ({out, config, resume, progress}, {dotted key: raw value})."""
+    options: dict[str, str | bool | None] = {
+        "out": None,
+        "config": None,
+        "resume": False,
+        "progress": True,
+    }
+    overrides: dict[str, str] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--"):
+            raise ValueError(f"unexpected argument {arg!r}; options look like --section.key value")
+        flag, eq, inline = arg.partition("=")
+        takes_value = flag in FLAGS or flag in ("--out", "--config") or "." in flag
+        value = inline
+        if takes_value and not eq:
+            if i + 1 >= len(argv):
+                raise ValueError(f"{flag} needs a value")
+            i += 1
+            value = argv[i]
+        if flag in FLAGS:
+            overrides[FLAGS[flag]] = value
+        elif flag in ("--out", "--config"):
+            options[flag[2:]] = value
+        elif flag == "--resume":
+            options["resume"] = True
+        elif flag == "--compile":
+            overrides["train.compile"] = "true"
+        elif flag == "--no-progress":
+            options["progress"] = False
+        elif "." in flag:
+            overrides[flag[2:]] = value
+        else:
+            close = difflib.get_close_matches(flag, [*FLAGS, *SWITCHES], n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ValueError(f"unknown option {flag}{hint}")
+        i += 1
+    return options, overrides
+
+
+def run_command(name: str, argv: list[str] | None = None) -> int:
+    """Run `name` (tinystories | owt | leaderboard) with command-line arguments; exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:
+        path = run_config_path(name)
+        print(USAGE.format(name=name, what=WHAT[name], path=path, config=path.read_text()))
+        return 0
+    try:
+        options, overrides = parse_args(argv)
+        out = options["out"] or os.path.join("runs", name)
+        source = options["config"] or name
+        saved = os.path.join(out, "run.toml")
+        if options["resume"] and not options["config"] and os.path.isfile(saved):
+            source = saved  # a resumed run keeps its own config (and its budget plan)
+        app, config = load_run_config(source, overrides)
+        run_pipeline(
+            app, config, out, resume=bool(options["resume"]), progress=bool(options["progress"])
+        )
+    except (ValueError, FileNotFoundError, PermissionError) as e:
+        if os.environ.get("TINYLM_DEBUG"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: aborted by a second interrupt", file=sys.stderr)
+        return 130
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`tinylm-run NAME [options]`."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: tinylm-run {{{','.join(RUNS)}}} [options]  (tinylm-run NAME --help)")
+        return 0 if argv else 2
+    if argv[0] not in RUNS:
+        close = difflib.get_close_matches(argv[0], RUNS, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        print(f"error: unknown run '{argv[0]}' (known: {', '.join(RUNS)}){hint}", file=sys.stderr)
+        return 2
+    return run_command(argv[0], argv[1:])
+
+
+def tinystories() -> int:
+    return run_command("tinystories")
+
+
+def owt() -> int:
+    return run_command("owt")
+
+
+def leaderboard() -> int:
+    return run_command("leaderboard")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

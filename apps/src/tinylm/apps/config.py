@@ -1,0 +1,132 @@
+"""Run configs: a train TOML (data/model/optim/train/eval/run/sample) plus an `[app]` table.
+
+`[app]` holds what only an end-to-end run needs: the raw text files and the wall-clock budget.
+The tokenizer is described by the train schema itself: `data.vocab_size`, `data.special_tokens`,
+`data.tokenizer_bytes` (BPE trained on the first N bytes of the train text; 0 = all of it).
+
+`load_run_config(name_or_path, overrides)` returns `(AppConfig, TrainConfig)`; overrides are
+`{"section.key": value}` exactly as `train-lm` takes them, plus `app.*` keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tempfile
+import tomllib
+import typing
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from tinylm.train import TrainConfig, load_config
+
+__all__ = ["RUNS", "AppConfig", "load_run_config", "run_config_path", "save_run_config"]
+
+RUNS = ("tinystories", "owt", "leaderboard")
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    title: str = ""  # headline of report.md
+    train_text: str = ""  # raw training text (documents separated by the first special token)
+    val_text: str = ""  # raw validation text
+    budget_hours: float = 0.0  # wall-clock budget of the training stage; 0 = none
+    calibrate_steps: int = 0  # steps timed before the step count is fitted to the budget; 0 = off
+    budget_margin: float = 0.03  # fraction of the budget kept free for timing noise
+
+    def __post_init__(self) -> None:
+        if self.budget_hours < 0:
+            raise ValueError(f"app.budget_hours must be >= 0, got {self.budget_hours}")
+        if self.calibrate_steps < 0:
+            raise ValueError(f"app.calibrate_steps must be >= 0, got {self.calibrate_steps}")
+        if not 0 <= self.budget_margin < 0.5:
+            raise ValueError(f"app.budget_margin must be in [0, 0.5), got {self.budget_margin}")
+
+    @property
+    def budget_seconds(self) -> float:
+        return self.budget_hours * 3600.0
+
+
+def run_config_path(name: str) -> Path:
+    """The shipped TOML of a named run (tinystories | owt | leaderboard)."""
+    if name not in RUNS:
+        close = difflib.get_close_matches(name, RUNS, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ValueError(f"unknown run '{name}' (known: {', '.join(RUNS)}){hint}")
+    return Path(str(resources.files("tinylm.apps") / "configs" / f"{name}.toml"))
+
+
+def load_run_config(
+    source: str | os.PathLike, overrides: dict[str, Any] | None = None
+) -> tuple[AppConfig, TrainConfig]:
+    """Read a run TOML (a run name or a path) and apply `{"section.key": value}` overrides."""
+    is_name = str(source) in RUNS or not (Path(source).suffix or Path(source).exists())
+    path = run_config_path(str(source)) if is_name else Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"config file {path} is not valid TOML: {e}") from None
+    app_raw = raw.pop("app", {})
+    overrides = dict(overrides or {})
+    app_overrides = {k: overrides.pop(k) for k in list(overrides) if k.startswith("app.")}
+    app = _build_app(app_raw, app_overrides)
+    # train's own loader parses and validates the remaining keys (types, typos with hints); it
+    # reads files, so the [app]-free remainder goes through a temporary one.
+    with tempfile.TemporaryDirectory() as tmp:
+        train_path = Path(tmp) / path.name
+        train_path.write_text(tomli_w.dumps(raw))
+        config = load_config(train_path, overrides)
+    return app, config
+
+
+def save_run_config(app: AppConfig, config: TrainConfig, path: str | os.PathLike) -> None:
+    """Write `[app]` + the train sections as one TOML, atomically (reloadable for --resume)."""
+    path = Path(path)
+    text = tomli_w.dumps({"app": dataclasses.asdict(app), **config.to_dict()})
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _build_app(raw: dict[str, Any], overrides: dict[str, Any]) -> AppConfig:
+    types_ = typing.get_type_hints(AppConfig)
+    values = {}
+    for key, value in [*raw.items(), *((k.split(".", 1)[1], v) for k, v in overrides.items())]:
+        if key not in types_:
+            valid = [f"app.{n}" for n in types_]
+            close = difflib.get_close_matches(f"app.{key}", valid, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ValueError(f"unknown config key 'app.{key}'{hint}")
+        values[key] = _convert(f"app.{key}", value, types_[key])
+    return AppConfig(**values)
+
+
+def _convert(key: str, value: Any, kind: type) -> Any:
+    """A TOML value or a command-line string, as the field's type (bool, int, float or str)."""
+    if kind is str:
+        return str(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if kind is bool:
+            if text in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+                return text in ("true", "1", "yes", "on")
+            raise ValueError(f"config key '{key}' must be true or false, got {value!r}")
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"config key '{key}' must be a number, got {value!r}") from None
+        if kind is int and number != int(number):
+            raise ValueError(f"config key '{key}' must be an integer, got {value!r}")
+        return int(number) if kind is int else number
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ValueError(f"config key '{key}' must be {kind.__name__}, got {value!r}")
+    return value

@@ -1,0 +1,253 @@
+"""One end-to-end run: tokenizer → .npy → training (+ eval, checkpoints, curve, sample) → report.
+
+    run_pipeline(app, config, "runs/tinystories")            # a fresh run
+    run_pipeline(app, config, "runs/tinystories", resume=True)
+
+The run directory `out` is train's run directory too (run.root/run.name point at it), so it holds
+config.toml, metrics.jsonl, loss.png, sample.txt and checkpoints/, plus this package's run.toml
+(the full config with [app], reloaded by --resume), data/ (tokenizer and token files, cached),
+budget.json (budgeted runs) and report.md.
+
+A budgeted run (app.budget_hours > 0) is timed by this module from the moment training starts
+until train() returns for the last time: calibration, torch.compile, training steps, periodic and
+final evaluation, checkpoints, the loss curve and the sample all count. Tokenizer training and
+encoding are preprocessing: timed and reported separately, not counted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tinylm.apps.budget import plan_budget, uncalibrated_max_seconds
+from tinylm.apps.config import AppConfig, save_run_config
+from tinylm.apps.prepare import Prepared, prepare_tokens
+from tinylm.apps.report import write_report
+from tinylm.train import (
+    MetricsLog,
+    RunResult,
+    TrainConfig,
+    find_checkpoints,
+    load_tokenizer,
+    sample_text,
+    train,
+)
+
+__all__ = ["PipelineResult", "run_pipeline"]
+
+
+@dataclass
+class PipelineResult:
+    out: Path
+    config: TrainConfig
+    prepared: Prepared
+    result: RunResult
+    report: Path
+    budget: dict[str, Any] | None = None
+    preprocess_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_pipeline(
+    app: AppConfig,
+    config: TrainConfig,
+    out: str | os.PathLike,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    log=print,
+) -> PipelineResult:
+    out = Path(out)
+    config = config.replace(run={"root": str(out.parent), "name": out.name})
+    for value, flag in ((app.train_text, "--train-text"), (app.val_text, "--val-text")):
+        if not value:
+            raise ValueError(f"{flag} is required (or set app.{flag[2:].replace('-', '_')})")
+    has_checkpoints = bool(find_checkpoints(out))
+    if resume and not has_checkpoints:
+        raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'} to resume from")
+    if not resume and has_checkpoints:
+        raise ValueError(
+            f"{out} already holds a run; pass --resume to continue it, or choose another --out "
+            "(existing work is never overwritten)"
+        )
+
+    start = time.perf_counter()
+    prepared = prepare_tokens(
+        app.train_text, app.val_text, config.data, out / "data", progress=progress, log=log
+    )
+    preprocess_seconds = time.perf_counter() - start
+    config = config.replace(
+        data={
+            "train_tokens": str(prepared.train_tokens),
+            "val_tokens": str(prepared.val_tokens),
+            "tokenizer_dir": str(prepared.tokenizer_dir),
+        }
+    )
+    save_run_config(app, config, out / "run.toml")
+
+    budget = None
+    if app.budget_seconds > 0:
+        result, config, budget = _train_on_budget(app, config, out, resume, progress, log)
+    else:
+        result = train(config, resume=resume, progress=progress, log=log)
+    if result.sample is None and result.model is not None and config.sample.max_new_tokens > 0:
+        # Stopped early (budget or signal): train() samples only after a finished schedule.
+        # This sample comes after the budget and is not counted against it.
+        result.sample = sample_text(
+            result.model,
+            load_tokenizer(prepared.tokenizer_dir, config.data.special_tokens),
+            config.sample.prompt,
+            config.sample.max_new_tokens,
+            temperature=config.sample.temperature,
+            top_p=config.sample.top_p,
+            seed=config.sample.seed,
+        )
+        tmp = out / "sample.txt.tmp"
+        tmp.write_text(result.sample + "\n")
+        os.replace(tmp, out / "sample.txt")
+    report = write_report(
+        out,
+        app=app,
+        config=config,
+        result=result,
+        prepared=prepared,
+        preprocess_seconds=preprocess_seconds,
+        budget=budget,
+    )
+    log(f"report: {report}")
+    return PipelineResult(out, config, prepared, result, report, budget, preprocess_seconds)
+
+
+def _train_on_budget(
+    app: AppConfig, config: TrainConfig, out: Path, resume: bool, progress: bool, log
+) -> tuple[RunResult, TrainConfig, dict[str, Any]]:
+    """Train within app.budget_seconds (see the module doc); returns (result, config, record)."""
+    budget, margin = app.budget_seconds, app.budget_margin
+    state_path = out / "budget.json"
+    state: dict[str, Any] = _read_json(state_path) if resume else {}
+    cap = config.train.max_seconds or float("inf")  # an explicit train.max_seconds also holds
+
+    def hard_stop(seconds: float) -> float:
+        return max(1e-3, min(cap, seconds))
+
+    start = time.perf_counter()
+    if resume:
+        # Spent so far: what was recorded, plus train's clock beyond the last record (a crash).
+        step = int(find_checkpoints(out)[-1].stem.split("_")[1])
+        clock = max(
+            (r["wallclock"] for r in MetricsLog(out / "metrics.jsonl").read() if r["step"] <= step),
+            default=0.0,
+        )
+        used_before = state.get("used_seconds", 0.0) + max(
+            0.0, clock - state.get("clock_seconds", 0.0)
+        )
+        left = budget - used_before
+        if left <= 0:
+            raise ValueError(
+                f"the time budget of {budget:.0f} s is already spent ({used_before:.0f} s)"
+            )
+        plan = state.get("plan")
+        reserve = (
+            plan["setup_seconds"]
+            + plan["tail_seconds"]
+            + plan["step_seconds"]
+            + plan["eval_seconds"]
+            + plan["checkpoint_seconds"]
+            + margin * budget / 2
+            if plan
+            else budget - uncalibrated_max_seconds(budget, margin, config)
+        )
+        config = config.replace(train={"max_seconds": hard_stop(clock + left - reserve)})
+        result = train(config, resume=True, progress=progress, log=log)
+    elif 0 < app.calibrate_steps < config.train.max_steps:
+        used_before, plan = 0.0, None
+        calibrate = app.calibrate_steps
+        if calibrate > config.optim.warmup_steps:
+            warnings.warn(
+                f"app.calibrate_steps ({calibrate}) > optim.warmup_steps "
+                f"({config.optim.warmup_steps}): the calibration steps' learning rates depend on "
+                "a guessed schedule length",
+                stacklevel=2,
+            )
+        first = config.replace(
+            train={"max_seconds": hard_stop(uncalibrated_max_seconds(budget, margin, config))}
+        )
+        log(f"budget: timing the first {calibrate} steps to fit the schedule into {budget:.0f} s")
+        result = train(first, stop_at=calibrate, progress=progress, log=log)
+        elapsed = time.perf_counter() - start
+        if result.stopped == "stop_at":
+            records = MetricsLog(out / "metrics.jsonl").read()
+            clock = max(r["wallclock"] for r in records)
+            plan = plan_budget(
+                budget_seconds=budget,
+                margin=margin,
+                used_seconds=elapsed,
+                clock_seconds=clock,
+                calibrate_steps=calibrate,
+                records=records,
+                timings=result.timings,
+                setup_seconds=max(0.0, elapsed - result.wallclock),
+                config=config,
+            ).to_dict()
+            _write_json(state_path, {"used_seconds": elapsed, "clock_seconds": clock, "plan": plan})
+        if result.stopped == "stop_at" and plan["max_seconds"] <= clock:
+            # Not even one more step fits: the calibration checkpoint is the final model.
+            log("budget: no room for another step after calibration; stopping here")
+            result.stopped = "time budget"
+        elif result.stopped == "stop_at":
+            log(
+                f"budget: {plan['step_seconds'] * 1e3:.1f} ms/step measured -> "
+                f"{plan['max_steps']:,} steps planned (cosine ends there), predicted "
+                f"{plan['predicted_seconds']:.0f} s of {budget:.0f} s; hard stop at "
+                f"{plan['max_seconds']:.0f} s of training clock"
+            )
+            config = config.replace(
+                train={
+                    "max_steps": plan["max_steps"],
+                    "max_seconds": hard_stop(plan["max_seconds"]),
+                },
+                optim={"cosine_steps": plan["max_steps"]},
+            )
+            # run.toml keeps the user's ceiling, so a --resume with a larger budget can use it.
+            ceiling = {"max_seconds": 0.0 if math.isinf(cap) else cap}
+            save_run_config(app, config.replace(train=ceiling), out / "run.toml")
+            result = train(config, resume=True, progress=progress, log=log)
+    else:
+        used_before, plan = 0.0, None
+        config = config.replace(
+            train={"max_seconds": hard_stop(uncalibrated_max_seconds(budget, margin, config))}
+        )
+        result = train(config, progress=progress, log=log)
+
+    used = used_before + time.perf_counter() - start
+    record = {
+        "budget_seconds": budget,
+        "used_seconds": used,
+        "clock_seconds": result.wallclock,
+        "respected": used <= budget,
+        "stopped": result.stopped,
+        "plan": plan,
+    }
+    _write_json(state_path, record)
+    verdict = "respected" if record["respected"] else "EXCEEDED"
+    log(f"budget: {used:.1f} s of {budget:.1f} s used ({100 * used / budget:.1f}%): {verdict}")
+    return result, config, record
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2))
+    os.replace(tmp, path)

@@ -1,0 +1,210 @@
+"""Preprocessing: train the BPE on the train text, encode train and val text to .npy — cached.
+
+Everything lands in `<out>/data/`:
+
+    tokenizer/vocab.json, merges.txt, meta.json    meta.json is written last: the completion mark
+    train.npy, train.meta.json, val.npy, val.meta.json
+
+A step is skipped when its meta.json matches what it would be built from: the source file's
+fingerprint (size + SHA-256 of its first and last MiB: cheap on multi-GB files, and unchanged by
+a copy or `touch`), the tokenizer settings, and for token files the tokenizer files' own hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tinylm.bpe import Tokenizer, train_bpe
+from tinylm.train import DataConfig, load_tokenizer
+
+__all__ = ["Prepared", "file_fingerprint", "prepare_tokens"]
+
+_EDGE = 1 << 20  # bytes hashed at each end of a source file
+_SMALL = 8_000_000  # below this, encode in-process (a worker pool costs more than it saves)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    tokenizer_dir: Path
+    train_tokens: Path
+    val_tokens: Path
+    steps: dict[str, dict[str, Any]]  # "tokenizer" / "train" / "val" -> meta (+ "cached": bool)
+
+
+def file_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        digest.update(f.read(_EDGE))
+        if size > _EDGE:
+            f.seek(max(_EDGE, size - _EDGE))
+            digest.update(f.read(_EDGE))
+    return {"size": size, "sha256_edges": digest.hexdigest()}
+
+
+def prepare_tokens(
+    train_text: str | os.PathLike,
+    val_text: str | os.PathLike,
+    data: DataConfig,
+    out_dir: str | os.PathLike,
+    *,
+    progress: bool = True,
+    log=print,
+) -> Prepared:
+    """Train (or reuse) the tokenizer and encode (or reuse) both splits; see the module doc."""
+    train_text, val_text = Path(train_text), Path(val_text)
+    for path, flag in ((train_text, "--train-text"), (val_text, "--val-text")):
+        if not path.is_file():
+            raise FileNotFoundError(f"text file not found: {path} ({flag})")
+    out = Path(out_dir)
+    tok_dir = out / "tokenizer"
+    tok_dir.mkdir(parents=True, exist_ok=True)
+    steps = {"tokenizer": _tokenizer(train_text, data, tok_dir, progress, log)}
+    tokenizer = load_tokenizer(tok_dir, data.special_tokens)
+    tok_hash = _files_hash(tok_dir / "vocab.json", tok_dir / "merges.txt")
+    for split, src in (("train", train_text), ("val", val_text)):
+        steps[split] = _encode(tokenizer, tok_hash, src, out / f"{split}.npy", data, progress, log)
+    return Prepared(tok_dir, out / "train.npy", out / "val.npy", steps)
+
+
+def _tokenizer(text: Path, data: DataConfig, tok_dir: Path, progress: bool, log) -> dict[str, Any]:
+    wanted = {
+        "source": str(text.resolve()),
+        "fingerprint": file_fingerprint(text),
+        "vocab_size": data.vocab_size,
+        "special_tokens": list(data.special_tokens),
+        "tokenizer_bytes": data.tokenizer_bytes,
+    }
+    meta = _read_meta(tok_dir / "meta.json")
+    if meta is not None and _same(meta, wanted, skip=("source",)):
+        log(f"tokenizer: reusing {tok_dir} ({meta['vocab_len']} tokens, cached)")
+        return {**meta, "cached": True}
+
+    start = time.perf_counter()
+    source = text
+    if data.tokenizer_bytes > 0 and text.stat().st_size > data.tokenizer_bytes:
+        source = tok_dir / "tokenizer_train.txt"
+        separator = data.special_tokens[0] if data.special_tokens else None
+        _write_head(text, source, data.tokenizer_bytes, separator)
+    used = source.stat().st_size
+    log(f"tokenizer: training a {data.vocab_size}-token BPE on {used / 1e6:,.1f} MB of {text}")
+    vocab, merges = train_bpe(source, data.vocab_size, list(data.special_tokens), progress=progress)
+    Tokenizer(vocab, merges, list(data.special_tokens)).save(
+        tok_dir / "vocab.json", tok_dir / "merges.txt"
+    )
+    if source != text:
+        source.unlink()
+    meta = {
+        **wanted,
+        "vocab_len": len(vocab),
+        "trained_on_bytes": used,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    _write_meta(tok_dir / "meta.json", meta)
+    log(f"tokenizer: {len(vocab)} tokens in {meta['seconds']:.1f} s -> {tok_dir}")
+    return {**meta, "cached": False}
+
+
+def _encode(
+    tokenizer: Tokenizer,
+    tok_hash: str,
+    src: Path,
+    dst: Path,
+    data: DataConfig,
+    progress: bool,
+    log,
+) -> dict[str, Any]:
+    wanted = {
+        "source": str(src.resolve()),
+        "fingerprint": file_fingerprint(src),
+        "tokenizer": tok_hash,
+    }
+    meta_path = dst.with_suffix(".meta.json")
+    meta = _read_meta(meta_path)
+    if meta is not None and dst.is_file() and _same(meta, wanted, skip=("source",)):
+        log(f"encode: reusing {dst} ({meta['tokens']:,} tokens, cached)")
+        return {**meta, "cached": True}
+    start = time.perf_counter()
+    size = src.stat().st_size
+    workers = data.num_workers or (1 if size < _SMALL else None)
+    log(f"encode: {src} ({size / 1e6:,.1f} MB) -> {dst}")
+    ids = tokenizer.encode_file(src, dst, num_workers=workers, progress=progress)
+    seconds = time.perf_counter() - start
+    meta = {**wanted, "tokens": len(ids), "bytes": size, "seconds": round(seconds, 3)}
+    _write_meta(meta_path, meta)
+    log(
+        f"encode: {len(ids):,} tokens ({size / max(len(ids), 1):.2f} bytes/token) "
+        f"in {seconds:.1f} s ({size / 1e6 / max(seconds, 1e-9):.1f} MB/s)"
+    )
+    return {**meta, "cached": False}
+
+
+def _write_head(src: Path, dst: Path, max_bytes: int, separator: str | None) -> None:
+    """The first `max_bytes` of `src`, streamed, then cut after its last whole document.
+
+    Falls back to the last newline, then to the last whole UTF-8 character, when the tail
+    window (16 MiB) holds no separator.
+    """
+    tmp = dst.with_name(dst.name + ".tmp")
+    with open(src, "rb") as f, open(tmp, "wb") as g:
+        left = max_bytes
+        while left > 0 and (block := f.read(min(left, 64 << 20))):
+            g.write(block)
+            left -= len(block)
+    size = tmp.stat().st_size
+    window = min(size, 16 << 20)
+    with open(tmp, "r+b") as g:
+        g.seek(size - window)
+        tail = g.read()
+        mark = separator.encode() if separator else b"\n"
+        if (cut := tail.rfind(mark)) >= 0:
+            keep = cut + len(mark)
+        elif (cut := tail.rfind(b"\n")) >= 0:
+            keep = cut + 1
+        else:
+            keep = utf8_prefix(tail)
+        g.truncate(size - window + keep)
+    os.replace(tmp, dst)
+
+
+def utf8_prefix(data: bytes) -> int:
+    """Length of `data` without a multi-byte UTF-8 character cut in half at its end."""
+    i = len(data)
+    while i > 0 and len(data) - i < 3 and (data[i - 1] & 0xC0) == 0x80:
+        i -= 1  # continuation bytes
+    if i > 0 and data[i - 1] >= 0xC0:  # a lead byte: is its character complete?
+        lead = data[i - 1]
+        need = 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+        return len(data) if len(data) - (i - 1) >= need else i - 1
+    return len(data)
+
+
+def _files_hash(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _same(meta: dict[str, Any], wanted: dict[str, Any], skip: tuple[str, ...]) -> bool:
+    return all(meta.get(k) == v for k, v in wanted.items() if k not in skip)
+
+
+def _read_meta(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _write_meta(path: Path, meta: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, path)

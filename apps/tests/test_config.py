@@ -1,0 +1,112 @@
+"""Shipped run configs, [app] overrides, and the budget planner against brute force."""
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tinylm.apps import RUNS, fit_steps, load_run_config, run_config_path
+from tinylm.nn import model_stats
+
+
+def test_tinystories_config_is_the_17m_model():
+    app, config = load_run_config("tinystories")
+    m = config.model
+    assert (m.vocab_size, m.context_length, m.d_model) == (10_000, 256, 512)
+    assert (m.num_layers, m.num_heads, m.d_ff, m.rope_theta) == (4, 16, 1344, 10_000.0)
+    assert config.data.vocab_size == 10_000
+    assert config.data.special_tokens == ("<|endoftext|>",)
+    stats = model_stats(m)
+    # 4 blocks (12.46M) + ln_final + untied lm_head (5.12M): the "17M non-embedding" model.
+    assert 17_000_000 <= stats.non_embedding_params <= 18_000_000
+    assert stats.params - stats.non_embedding_params == 10_000 * 512
+    assert app.budget_hours == 0
+
+
+def test_owt_config():
+    _, config = load_run_config("owt")
+    assert config.model.vocab_size == 32_000 == config.data.vocab_size
+    assert config.data.special_tokens == ("<|endoftext|>",)
+    assert config.model.context_length in (256, 512)
+
+
+def test_leaderboard_config():
+    app, config = load_run_config("leaderboard")
+    assert config.model.context_length == 512
+    assert config.model.vocab_size == 32_000
+    assert config.model.attention == "sdpa"
+    assert config.train.compile is True
+    assert config.train.dtype == "bfloat16"
+    assert config.train.max_seconds == 5400
+    assert app.budget_hours == 1.5 and app.budget_seconds == 5400
+    assert 0 < app.calibrate_steps <= config.optim.warmup_steps  # calibration stays in warmup
+    assert 50e6 < model_stats(config.model).params < 300e6
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_every_shipped_config_exists(name):
+    assert run_config_path(name).is_file()
+
+
+def test_overrides_reach_app_and_train_sections():
+    app, config = load_run_config(
+        "tinystories",
+        {"app.train_text": "a.txt", "app.budget_hours": "0.5", "optim.lr": "1e-3"},
+    )
+    assert app.train_text == "a.txt" and app.budget_hours == 0.5
+    assert config.optim.lr == 1e-3
+
+
+def test_bad_keys_name_the_problem():
+    with pytest.raises(ValueError, match=r"did you mean 'app\.budget_hours'"):
+        load_run_config("owt", {"app.budget_hour": "1"})
+    with pytest.raises(ValueError, match=r"optim\.lr"):
+        load_run_config("owt", {"optim.lrr": "1"})
+    with pytest.raises(ValueError, match="must be a number"):
+        load_run_config("owt", {"app.budget_hours": "soon"})
+    with pytest.raises(ValueError, match=r"unknown run 'tinystory'.*did you mean 'tinystories'"):
+        load_run_config("tinystory")
+    with pytest.raises(FileNotFoundError, match="config file not found"):
+        load_run_config("/nonexistent/run.toml")
+
+
+def _brute_force(available, start, step, fixed, ev, ev_int, ck, ck_int):
+    """Simulate the run ending at each step in turn: the last end whose time fits (>= start+1)."""
+    best, periodic = start + 1, fixed
+    for end in range(start + 1, start + 400):
+        # Periodic events strictly before `end`, then the final eval + checkpoint at `end`
+        # (one each, also when `end` is itself on an interval).
+        total = periodic + (end - start) * step + ev + ck
+        if total <= available:
+            best = end
+        periodic += (ev if end % ev_int == 0 else 0) + (ck if end % ck_int == 0 else 0)
+    return best
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    available=st.floats(0, 200),
+    start=st.integers(0, 30),
+    step=st.floats(0.6, 3),
+    fixed=st.floats(0, 20),
+    ev=st.floats(0, 5),
+    ev_int=st.integers(1, 50),
+    ck=st.floats(0, 5),
+    ck_int=st.integers(1, 50),
+)
+def test_fit_steps_matches_brute_force(available, start, step, fixed, ev, ev_int, ck, ck_int):
+    steps, predicted = fit_steps(
+        available,
+        start_step=start,
+        step_seconds=step,
+        fixed_seconds=fixed,
+        eval_seconds=ev,
+        eval_interval=ev_int,
+        checkpoint_seconds=ck,
+        checkpoint_interval=ck_int,
+    )
+    assert steps == _brute_force(available, start, step, fixed, ev, ev_int, ck, ck_int)
+    if steps > start + 1:
+        assert predicted <= available + 1e-9
+    assert math.isfinite(predicted)

@@ -1,0 +1,43 @@
+"""The streamed tokenizer slice: cut at a document, a newline, or a whole UTF-8 character."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tinylm.apps.prepare import _write_head, file_fingerprint, utf8_prefix
+
+
+@given(st.text(), st.integers(0, 400))
+def test_utf8_prefix_drops_only_a_cut_character(text, cut):
+    data = text.encode("utf-8")[:cut]
+    keep = utf8_prefix(data)
+    assert len(data) - 3 <= keep <= len(data)
+    prefix = data[:keep].decode("utf-8")  # valid UTF-8 ...
+    # ... and the longest such prefix: the dropped bytes are the start of one character.
+    assert text.startswith(prefix) and len(prefix.encode()) == keep
+    assert keep == len(data) or keep + len(text[len(prefix)].encode()) > len(data)
+
+
+def test_write_head_cuts_at_the_last_whole_document(tmp_path):
+    src = tmp_path / "src.txt"
+    src.write_text("one<|endoftext|>two two<|endoftext|>three", encoding="utf-8")
+    dst = tmp_path / "head.txt"
+    _write_head(src, dst, 30, "<|endoftext|>")
+    assert dst.read_text() == "one<|endoftext|>"
+    _write_head(src, dst, 1000, "<|endoftext|>")
+    assert dst.read_text() == "one<|endoftext|>two two<|endoftext|>"
+    src.write_text("line one\nline twö", encoding="utf-8")
+    _write_head(src, dst, 15, "<|endoftext|>")
+    assert dst.read_text() == "line one\n"
+    src.write_text("añb", encoding="utf-8")  # ñ is 2 bytes: a 2-byte head cuts it
+    _write_head(src, dst, 2, "<|endoftext|>")
+    assert dst.read_bytes() == b"a"
+
+
+def test_fingerprint_sees_size_and_edges(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_bytes(b"x" * 3_000_000)
+    before = file_fingerprint(path)
+    path.write_bytes(b"x" * 2_999_999 + b"y")  # same size, last byte changed
+    assert file_fingerprint(path) != before
+    path.write_bytes(b"x" * 3_000_000)
+    assert file_fingerprint(path) == before
