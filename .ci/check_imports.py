@@ -76,8 +76,9 @@ def check_file(path: Path, owner: str | None, allowed: set[str], exports) -> lis
         if target not in allowed:
             errors.append(f"{rel}:{lineno}: {owner or 'root'} may not import tinylm.{target}")
         elif len(parts) > 2:
-            errors.append(f"{rel}:{lineno}: import tinylm.{target} only by its top-level names, "
-                          f"not {module}")
+            errors.append(
+                f"{rel}:{lineno}: import tinylm.{target} only by its top-level names, not {module}"
+            )
         elif names is not None and exports.get(target) is not None:
             for name in names:
                 if name != "*" and name not in exports[target]:
