@@ -62,3 +62,43 @@ def test_errors_leave_no_output(tmp_path, gpt2_tokenizer):
     with pytest.raises(ValueError, match="not valid UTF-8 at byte 10000"):
         gpt2_tokenizer.encode_file(tmp_path / "bad.txt", tmp_path / "out.npy", num_workers=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.txt"]
+
+
+def test_workers_without_fork_get_a_pickled_tokenizer(tmp_path, gpt2_tokenizer, monkeypatch):
+    """Where workers are not forked (other platforms, threaded parents) the tokenizer is sent
+    pickled and rebuilt; the ids must be the same."""
+    from tinylm.bpe import encode_file as encode_file_module
+
+    monkeypatch.setattr(encode_file_module, "_start_method", lambda: "spawn")
+    text = _write_corpus(tmp_path / "in.txt", with_specials=True)
+    ids = gpt2_tokenizer.encode_file(tmp_path / "in.txt", tmp_path / "out.npy", num_workers=2)
+    assert ids.tolist() == gpt2_tokenizer.encode(text)
+
+
+def test_progress_bar_is_shown_when_asked(tmp_path, gpt2_tokenizer, capsys):
+    text = _write_corpus(tmp_path / "in.txt", with_specials=False)
+    ids = gpt2_tokenizer.encode_file(
+        tmp_path / "in.txt", tmp_path / "out.npy", num_workers=2, progress=True
+    )
+    assert ids.tolist() == gpt2_tokenizer.encode(text)
+    assert "encode" in capsys.readouterr().err
+
+
+def test_threaded_parent_starts_workers_with_forkserver(tmp_path, gpt2_tokenizer):
+    """Forking a multi-threaded parent can deadlock the child (seen with torch's thread pool
+    loaded), so with a second thread alive the pool must not fork, and the ids stay the same."""
+    import threading
+
+    from tinylm.bpe import encode_file as encode_file_module
+
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert encode_file_module._start_method() == "forkserver"
+        text = _write_corpus(tmp_path / "in.txt", with_specials=True)
+        ids = gpt2_tokenizer.encode_file(tmp_path / "in.txt", tmp_path / "out.npy", num_workers=2)
+        assert ids.tolist() == gpt2_tokenizer.encode(text)
+    finally:
+        stop.set()
+        thread.join()

@@ -13,6 +13,7 @@ from tinylm.bpe.pretokenize import (
     count_pretokens,
     find_chunk_boundaries,
     iter_pretokens,
+    split_pretokens,
 )
 
 EOT = "<|endoftext|>"
@@ -75,3 +76,36 @@ def test_count_pretokens_parallel_equals_serial(tmp_path):
     serial = count_pretokens(path, [EOT], num_workers=1)
     assert count_pretokens(path, [EOT], num_workers=2) == serial
     assert serial["the"] == 300 and serial[" the"] == 300 and EOT not in serial
+
+
+# Mostly ASCII, with the characters where an ASCII shortcut could go wrong: non-ASCII letters,
+# digits, spaces and punctuation; \x1c-\x1f and \x85 (whitespace to str.isspace, not to \s);
+# contractions cut short; whitespace runs before non-ASCII.
+mixed = st.lists(
+    st.one_of(
+        st.sampled_from(
+            ["é", "ß", "日本", "٣", "½", "\u00a0", "\u3000", "\u2028", "\x85", "\x1c", "\x1f",
+             "“", "”", "—", "😀", "e\u0301", "'", "'l", "'ll", "'S", " ", "  ", "\n", "\r\n",
+             "\t", "\x0b", "\x0c", "word", " word", "1", " 23", "!", " ?!", "a.", "x", "Ab"]
+        ),
+        st.text(max_size=4),
+        st.text(st.characters(max_codepoint=127), max_size=6),
+    ),
+    max_size=60,
+).map("".join)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=mixed)
+def test_split_pretokens_equals_regex(text):
+    assert split_pretokens(text) == regex.findall(GPT2_PATTERN, text)
+
+
+def test_split_pretokens_on_every_ascii_context():
+    """Every ASCII character next to every kind of neighbour, and far-apart non-ASCII runs."""
+    ascii_chars = [chr(i) for i in range(128)]
+    neighbours = ["a", "1", " ", "\n", "'", "é", "\u00a0", "!"]
+    text = "".join(f"{a}{b}{c}" for a in ascii_chars for b in neighbours for c in ascii_chars)
+    assert split_pretokens(text) == regex.findall(GPT2_PATTERN, text)
+    far = "é" + "x " * 500 + "y" * 300 + "\u00a0 z" + " " * 200 + "ü"
+    assert split_pretokens(far) == regex.findall(GPT2_PATTERN, far)

@@ -181,3 +181,20 @@ def test_encode_cache_stays_bounded(gpt2_tokenizer, monkeypatch):
     text = " ".join(f"w{i}x" for i in range(200))
     assert small.encode(text) == gpt2_tokenizer.encode(text)
     assert len(small._cache) <= 16
+
+
+@pytest.mark.parametrize("cache_entries", [1 << 16, 64])
+def test_cold_long_text_takes_the_batch_path(
+    gpt2_tokenizer, tiktoken_gpt2, monkeypatch, cache_entries
+):
+    """A fresh tokenizer on a long text merges its new pre-tokens in one numpy batch (also when
+    they overflow the cache); the ids must not change."""
+    monkeypatch.setattr(Tokenizer, "cache_entries", cache_entries)
+    fresh = Tokenizer(gpt2_tokenizer.vocab, gpt2_tokenizer.merges, [EOT])
+    text = (FIXTURES / "corpus.en").read_text(encoding="utf-8")
+    text = f"{text}{EOT}{text[::-1]}{EOT}ünïcödé “quoted” {text.upper()}"
+    ids = fresh.encode(text)
+    assert fresh._batch_merger is not None
+    assert ids == tiktoken_gpt2.encode(text, allowed_special="all")
+    assert len(fresh._cache) <= cache_entries
+    assert fresh.encode(text) == ids  # warm now

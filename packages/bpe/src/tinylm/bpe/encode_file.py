@@ -2,9 +2,15 @@
 
 The file is cut at safe boundaries (see `pretokenize.find_chunk_boundaries`: special tokens first,
 whitespace after printable ASCII otherwise), so encoding the chunks separately gives exactly the
-ids of encoding the whole file. Each worker reads its own byte range and writes its ids to a
-part file; the parent then copies the parts, in order, into one `.npy` written under a temporary
-name and renamed at the end, so a crash never leaves a truncated output.
+ids of encoding the whole file. Each worker reads its own byte range and sends back its ids as
+raw bytes; the parent writes them, in order, as they arrive, into a `.npy` under a temporary name
+(header first, patched with the final length at the end) and renames it, so a crash never leaves
+a truncated output and the parent holds only the chunks in flight.
+
+On Linux the workers are forked: they inherit the built tokenizer (tables and warm cache) instead
+of unpickling it and rebuilding its tables. Elsewhere, or when the parent runs other threads, the
+tokenizer is pickled once per worker. A few chunks per worker balance the load; each worker's
+cache stays warm from one chunk to the next.
 """
 
 from __future__ import annotations
@@ -13,18 +19,25 @@ import contextlib
 import multiprocessing
 import os
 import tempfile
+from array import array
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tinylm.bpe.pretokenize import check_input_file, plan_chunks, read_text
+from tinylm.bpe.pretokenize import (
+    check_input_file,
+    plan_chunks,
+    pool_start_method,
+    progress_bar,
+    read_text,
+)
 
 if TYPE_CHECKING:
     from tinylm.bpe.tokenizer import Tokenizer
 
 _worker_tokenizer: Tokenizer | None = None
-_COPY_BLOCK = 1 << 22  # ids copied at a time when assembling the output
+_HEADER_BYTES = 128  # fixed .npy header size, room for any shape; a multiple of 64 as numpy wants
 
 
 def ids_dtype(vocab_size: int) -> np.dtype:
@@ -37,11 +50,32 @@ def _init_worker(tokenizer: Tokenizer) -> None:
     _worker_tokenizer = tokenizer
 
 
-def _encode_chunk(task: tuple[str, int, int, str, str]) -> tuple[int, int]:
-    src, start, end, part_path, dtype = task
-    ids = _worker_tokenizer.encode(read_text(src, start, end))
-    np.asarray(ids, dtype=dtype).tofile(part_path)
-    return len(ids), end - start
+def _encode_chunk(task: tuple[str, int, int, str]) -> bytes:
+    """Ids of bytes [start, end) of the file, as native-endian machine integers."""
+    src, start, end, typecode = task
+    return array(typecode, _worker_tokenizer.encode(read_text(src, start, end))).tobytes()
+
+
+def _start_method() -> str | None:
+    """See `pool_start_method`: fork only while this process is single-threaded."""
+    return pool_start_method()
+
+
+def _pool(num_workers: int, tokenizer: Tokenizer):
+    """A pool whose workers hold `tokenizer`: inherited when forked, pickled otherwise."""
+    method = _start_method()
+    if method == "fork":
+        _init_worker(tokenizer)  # the forked workers start with it set
+        return multiprocessing.get_context("fork").Pool(num_workers)
+    context = multiprocessing.get_context(method)
+    return context.Pool(num_workers, initializer=_init_worker, initargs=(tokenizer,))
+
+
+def _npy_header(dtype: np.dtype, length: int) -> bytes:
+    """A version 1.0 `.npy` header for a 1-D array, padded to `_HEADER_BYTES`."""
+    fields = f"{{'descr': '{dtype.str}', 'fortran_order': False, 'shape': ({length},), }}"
+    body = fields.ljust(_HEADER_BYTES - 10 - 1) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body.encode("latin1")
 
 
 def encode_file(
@@ -53,65 +87,44 @@ def encode_file(
     progress: bool = False,
 ) -> np.ndarray:
     """Write the ids of `src_path` to `dst_path` (.npy); returns it opened with mmap_mode="r"."""
-    from tqdm.auto import tqdm
-
     src = check_input_file(src_path)
     dst = Path(dst_path)
     if not dst.parent.is_dir():
         raise FileNotFoundError(f"output directory not found: {dst.parent}")
     num_workers = num_workers or os.cpu_count() or 1
-    dtype = ids_dtype(max(tokenizer.vocab) + 1)
+    # Workers send array("H" or "I") bytes: the same C types as numpy's "H" and "I" dtypes.
+    typecode = "H" if ids_dtype(max(tokenizer.vocab) + 1).itemsize == 2 else "I"
+    dtype = np.dtype(typecode)
     ranges = plan_chunks(src, num_workers, tokenizer.special_tokens)
-    prefix = f".{dst.name}.{os.getpid()}"
-    parts = [dst.parent / f"{prefix}.part{i}" for i in range(len(ranges))]
-    tasks = [(str(src), s, e, str(p), dtype.str) for (s, e), p in zip(ranges, parts, strict=True)]
-    tmp_path = None
-    bar = tqdm(
-        total=os.path.getsize(src), unit="B", unit_scale=True, desc="encode", disable=not progress
-    )
+    tasks = [(str(src), start, end, typecode) for start, end in ranges]
+    fd, tmp_path = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".npy.tmp")
     try:
-        lengths = []
-        with bar:
+        with os.fdopen(fd, "wb") as out, contextlib.ExitStack() as stack:
+            out.write(_npy_header(dtype, 0))
             if num_workers == 1 or len(tasks) == 1:
                 _init_worker(tokenizer)
                 results = map(_encode_chunk, tasks)
-                for n_ids, n_bytes in results:
-                    lengths.append(n_ids)
-                    bar.update(n_bytes)
-            else:
-                pool = multiprocessing.get_context().Pool(
-                    min(num_workers, len(tasks)), initializer=_init_worker, initargs=(tokenizer,)
-                )
-                with pool:
-                    for n_ids, n_bytes in pool.imap(_encode_chunk, tasks):
-                        lengths.append(n_ids)
-                        bar.update(n_bytes)
-        fd, tmp_path = tempfile.mkstemp(dir=dst.parent, prefix=prefix, suffix=".npy.tmp")
-        os.close(fd)
-        _concatenate_parts(parts, lengths, dtype, tmp_path)
+            else:  # before the progress bar starts its monitor thread
+                pool = stack.enter_context(_pool(min(num_workers, len(tasks)), tokenizer))
+                results = pool.imap(_encode_chunk, tasks)
+            bar = progress_bar(
+                progress, total=os.path.getsize(src), unit="B", unit_scale=True, desc="encode"
+            )
+            n_bytes = 0
+            with bar:
+                for (start, end), blob in zip(ranges, results, strict=True):
+                    out.write(blob)
+                    n_bytes += len(blob)
+                    bar.update(end - start)
+            out.seek(0)
+            out.write(_npy_header(dtype, n_bytes // dtype.itemsize))
         os.replace(tmp_path, dst)
         tmp_path = None
     finally:
-        for path in [*parts, tmp_path]:
-            if path is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+        _init_worker(None)  # don't keep a reference to the tokenizer alive
+        if tmp_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_path)
+    if n_bytes == 0:  # numpy cannot memory-map an empty array
+        return np.zeros(0, dtype=dtype)
     return np.load(dst, mmap_mode="r")
-
-
-def _concatenate_parts(parts: list[Path], lengths: list[int], dtype: np.dtype, out: str) -> None:
-    total = sum(lengths)
-    if total == 0:  # numpy cannot memory-map an empty array
-        with open(out, "wb") as f:
-            np.save(f, np.zeros(0, dtype=dtype), allow_pickle=False)
-        return
-    array = np.lib.format.open_memmap(out, mode="w+", dtype=dtype, shape=(total,))
-    position = 0
-    for part, length in zip(parts, lengths, strict=True):
-        for offset in range(0, length, _COPY_BLOCK):
-            count = min(_COPY_BLOCK, length - offset)
-            block = np.fromfile(part, dtype=dtype, count=count, offset=offset * dtype.itemsize)
-            array[position : position + count] = block
-            position += count
-    array.flush()
-    del array

@@ -2,27 +2,38 @@
 
 Encoding: split on special tokens (longest match wins), cut each piece of ordinary text into
 pre-tokens with the GPT-2 regex, then inside each pre-token repeatedly merge the adjacent pair of
-lowest merge rank (all its occurrences, left to right) until no pair has a rank. Results are
-cached per pre-token: natural text repeats its words a lot.
+lowest merge rank (all its occurrences, left to right) until no pair has a rank (see `merge`).
+Results are cached per pre-token: natural text repeats its words a lot. When a long text brings
+many pre-tokens the cache lacks, they are merged together in one numpy batch first.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-import sys
 from collections.abc import Iterable, Iterator
 from itertools import chain
 from typing import TYPE_CHECKING
 
 from tinylm.bpe.files import load_merges, load_vocab, save_vocab_and_merges
-from tinylm.bpe.pretokenize import PRETOKEN_RE, special_token_regex, unique_special_tokens
+from tinylm.bpe.merge import BatchMerger, piece_encoder
+from tinylm.bpe.pretokenize import (
+    PRETOKEN_RE,
+    special_token_regex,
+    split_pretokens,
+    unique_special_tokens,
+)
 
 if TYPE_CHECKING:
     import numpy as np
 
-_NO_RANK = sys.maxsize
-_NO_RANKS = itertools.repeat(_NO_RANK)
+# Batch-merge a text's uncached pre-tokens when it has at least this many pre-tokens and a sample
+# of them shows at least _BATCH_MIN_SAMPLE_MISSES misses out of _BATCH_SAMPLE: below that, the
+# set difference costs more than merging the few new ones one by one.
+_BATCH_MIN_PIECES = 4096
+_BATCH_SAMPLE = 256
+_BATCH_MIN_SAMPLE_MISSES = 4
+_BATCH_MAX_PIECES = 1 << 16
 # A pre-token starting within this many characters of the end of a buffer may still change when
 # more text arrives: the longest pattern branch that can fail for lack of input is "'ll".
 _LOOKAHEAD_CHARS = 3
@@ -34,10 +45,10 @@ class _PieceCache(dict):
     def __init__(self, encode_piece, max_entries: int) -> None:
         super().__init__()
         self._encode_piece = encode_piece
-        self._max_entries = max_entries
+        self.max_entries = max_entries
 
     def __missing__(self, piece: str) -> list[int]:
-        if len(self) >= self._max_entries:
+        if len(self) >= self.max_entries:
             self.clear()
         ids = self[piece] = self._encode_piece(piece)
         return ids
@@ -84,7 +95,11 @@ class Tokenizer:
             if pair not in self._ranks:  # a repeated merge can never apply again
                 self._ranks[pair] = rank
                 self._merged_id_by_rank[rank] = self._bytes_to_id[a + b]
+        self._encode_piece = piece_encoder(self._byte_ids, self._ranks, self._merged_id_by_rank)
         self._cache = _PieceCache(self._encode_piece, self.cache_entries)
+        self._batch_merger: BatchMerger | None = None  # built on first use
+        # Its pair keys (left * id_bound + right) must fit in int64.
+        self._can_batch = min(self.vocab) >= 0 and max(self.vocab) < 1 << 31
 
     # -- files -------------------------------------------------------------------------------
 
@@ -113,49 +128,60 @@ class Tokenizer:
 
     # -- encoding ----------------------------------------------------------------------------
 
-    def _encode_piece(self, piece: str) -> list[int]:
-        """BPE inside one pre-token: merge the lowest-rank adjacent pair until none is left.
-
-        Merging the leftmost lowest-rank pair one at a time equals GPT-2's "merge every
-        occurrence": a merge only creates pairs of higher rank than its own. `ranks[i]` is the
-        rank of (ids[i], ids[i+1]); after a merge only its two neighbours change, and min/index
-        run in C, which is what keeps cold encoding fast in pure Python.
-        """
-        ids = list(map(self._byte_ids.__getitem__, piece.encode("utf-8")))
-        rank_of = self._ranks.get
-        merged_id = self._merged_id_by_rank
-        ranks = list(map(rank_of, itertools.pairwise(ids), _NO_RANKS))
-        while ranks:
-            rank = min(ranks)
-            if rank == _NO_RANK:
-                break
-            i = ranks.index(rank)
-            new_id = merged_id[rank]
-            ids[i : i + 2] = (new_id,)
-            del ranks[i]
-            if i:
-                ranks[i - 1] = rank_of((ids[i - 1], new_id), _NO_RANK)
-            if i < len(ranks):
-                ranks[i] = rank_of((new_id, ids[i + 1]), _NO_RANK)
-        return ids
-
     def _encode_ordinary(self, text: str, out: list[int]) -> None:
         """Append the ids of text that holds no special token."""
-        out.extend(chain.from_iterable(map(self._cache.__getitem__, PRETOKEN_RE.findall(text))))
+        out.extend(self._encode_segments([text], []))
+
+    def _encode_segments(self, segments: list[str], special_ids: list[int]) -> list[int]:
+        """Ids of segments[0], special_ids[0], segments[1], ...; no segment holds a special."""
+        piece_lists = [split_pretokens(segment) for segment in segments]
+        lookup = self._lookup_for(piece_lists)
+        out: list[int] = []
+        for pieces, special_id in zip(piece_lists, [*special_ids, None], strict=True):
+            out.extend(chain.from_iterable(map(lookup, pieces)))
+            if special_id is not None:
+                out.append(special_id)
+        return out
+
+    def _lookup_for(self, piece_lists: list[list[str]]):
+        """pre-token -> ids; first merges the uncached pre-tokens in one batch if there are many.
+
+        Deciding costs a sample: a mostly warm cache skips the set difference over all pieces.
+        """
+        cache = self._cache
+        total = sum(map(len, piece_lists))
+        if not self._can_batch or total < _BATCH_MIN_PIECES:
+            return cache.__getitem__
+        sample = itertools.islice(chain.from_iterable(piece_lists), 0, None, total // _BATCH_SAMPLE)
+        if sum(piece not in cache for piece in sample) < _BATCH_MIN_SAMPLE_MISSES:
+            return cache.__getitem__
+        new = list(set(chain.from_iterable(piece_lists)).difference(cache))
+        if self._batch_merger is None:
+            self._batch_merger = BatchMerger(self._byte_ids, self._ranks, self._merged_id_by_rank)
+        encoded = {}
+        for start in range(0, len(new), _BATCH_MAX_PIECES):  # bounds the numpy temporaries
+            batch = new[start : start + _BATCH_MAX_PIECES]
+            encoded.update(zip(batch, self._batch_merger(batch), strict=True))
+        if len(encoded) > cache.max_entries:  # too many to keep: use them for this text only
+            encoded.update(cache)
+            return encoded.__getitem__
+        if len(cache) + len(encoded) > cache.max_entries:
+            cache.clear()
+        cache.update(encoded)
+        return cache.__getitem__
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`; registered special tokens map to their own id."""
-        out: list[int] = []
-        if self._special_re is None:
-            self._encode_ordinary(text, out)
-            return out
+        segments: list[str] = []
+        special_ids: list[int] = []
         start = 0
-        for match in self._special_re.finditer(text):
-            self._encode_ordinary(text[start : match.start()], out)
-            out.append(self._special_ids[match.group()])
-            start = match.end()
-        self._encode_ordinary(text[start:], out)
-        return out
+        if self._special_re is not None:
+            for match in self._special_re.finditer(text):
+                segments.append(text[start : match.start()])
+                special_ids.append(self._special_ids[match.group()])
+                start = match.end()
+        segments.append(text[start:])
+        return self._encode_segments(segments, special_ids)
 
     def encode_iterable(self, iterable: Iterable[str]) -> Iterator[int]:
         """Lazily encode a stream of strings (e.g. a file's lines) as if they were one string.

@@ -20,7 +20,12 @@ import itertools
 import os
 from collections import defaultdict
 
-from tinylm.bpe.pretokenize import check_input_file, count_pretokens, unique_special_tokens
+from tinylm.bpe.pretokenize import (
+    check_input_file,
+    count_pretokens,
+    progress_bar,
+    unique_special_tokens,
+)
 
 # Python's heapq is a min-heap. To pop the *greatest* byte string first with plain C comparisons,
 # key a token by its bytes inverted (255 - b) plus a 0xFF terminator: for any byte strings
@@ -74,8 +79,6 @@ def merge_pairs(
     Tokens are identified by their bytes, as in the GPT-2 file format: a merge whose result
     already exists (say "a"+"bc" after "ab"+"c") is recorded but reuses the existing token.
     """
-    from tqdm.auto import tqdm
-
     # Words of one byte hold no pair; they can never change the merges.
     words = [list(w.encode("utf-8")) for w in word_counts]
     counts = list(word_counts.values())
@@ -96,7 +99,7 @@ def merge_pairs(
 
     merges: list[tuple[bytes, bytes]] = []
     total = max(0, num_tokens - len(token_bytes))
-    with tqdm(total=total, desc="merges", unit="merge", disable=not progress) as bar:
+    with progress_bar(progress, total=total, desc="merges", unit="merge") as bar:
         while len(token_bytes) < num_tokens and heap:
             neg_count, _, _, a, b = heapq.heappop(heap)
             if pair_counts.get((a, b), 0) != -neg_count:
