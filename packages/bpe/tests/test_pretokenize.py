@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import regex
 from hypothesis import HealthCheck, given, settings
@@ -109,3 +110,16 @@ def test_split_pretokens_on_every_ascii_context():
     assert split_pretokens(text) == regex.findall(GPT2_PATTERN, text)
     far = "é" + "x " * 500 + "y" * 300 + "\u00a0 z" + " " * 200 + "ü"
     assert split_pretokens(far) == regex.findall(GPT2_PATTERN, far)
+
+
+def test_default_worker_count_keeps_small_inputs_in_process(monkeypatch):
+    from tinylm.bpe import pretokenize
+
+    assert pretokenize.resolve_num_workers(3, 10) == 3  # an explicit count always wins
+    monkeypatch.setattr(pretokenize, "pool_start_method", lambda: "fork")
+    assert pretokenize.resolve_num_workers(None, 1000) == 1
+    assert pretokenize.resolve_num_workers(None, 8 << 20) == (os.cpu_count() or 1)
+    # A forkserver pool re-imports the main script (seconds): only worth it for large inputs.
+    monkeypatch.setattr(pretokenize, "pool_start_method", lambda: "forkserver")
+    assert pretokenize.resolve_num_workers(None, 8 << 20) == 1
+    assert pretokenize.resolve_num_workers(None, 256 << 20) == (os.cpu_count() or 1)

@@ -31,6 +31,7 @@ from tinylm.bpe.pretokenize import (
     pool_start_method,
     progress_bar,
     read_text,
+    resolve_num_workers,
 )
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ def encode_file(
     dst = Path(dst_path)
     if not dst.parent.is_dir():
         raise FileNotFoundError(f"output directory not found: {dst.parent}")
-    num_workers = num_workers or os.cpu_count() or 1
+    num_workers = resolve_num_workers(num_workers, os.path.getsize(src))
     # Workers send array("H" or "I") bytes: the same C types as numpy's "H" and "I" dtypes.
     typecode = "H" if ids_dtype(max(tokenizer.vocab) + 1).itemsize == 2 else "I"
     dtype = np.dtype(typecode)

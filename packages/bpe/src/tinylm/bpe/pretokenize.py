@@ -235,6 +235,20 @@ def pool_start_method() -> str | None:
     return "forkserver" if unsafe else "fork"
 
 
+# Below these sizes one process beats starting workers: forking costs ~10 ms, a forkserver pool
+# seconds (its workers re-import the main script, e.g. torch for train-lm).
+_MIN_PARALLEL_BYTES = {"fork": 1 << 20, "forkserver": 64 << 20}
+
+
+def resolve_num_workers(num_workers: int | None, nbytes: int) -> int:
+    """`num_workers` if given; else all cores, or 1 for inputs too small to repay the start-up."""
+    if num_workers:
+        return num_workers
+    if nbytes < _MIN_PARALLEL_BYTES.get(pool_start_method(), 1 << 20):
+        return 1
+    return os.cpu_count() or 1
+
+
 def progress_bar(enabled: bool, **tqdm_kwargs):
     """A tqdm bar, or a no-op stand-in: importing tqdm.auto alone takes ~60 ms."""
     if not enabled:
@@ -254,7 +268,7 @@ def count_pretokens(
     """Count the pre-tokens of a file in parallel; the parent never holds the whole file."""
     path = check_input_file(path)
     specials = tuple(unique_special_tokens(special_tokens))
-    num_workers = num_workers or os.cpu_count() or 1
+    num_workers = resolve_num_workers(num_workers, os.path.getsize(path))
     tasks = [(str(path), s, e, specials) for s, e in plan_chunks(path, num_workers, specials)]
     total: Counter[str] = Counter()
     bar = progress_bar(

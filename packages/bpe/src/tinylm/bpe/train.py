@@ -53,8 +53,9 @@ def train_bpe(
     byte string that is already a token, the merge is kept but reuses that token's id, so that
     `vocab.json` (keyed by token text) stays unambiguous, as in HF `tokenizers`.
 
-    Pre-tokenization runs in `num_workers` processes (default: all cores), each reading its own
-    byte range of the file; `progress=True` shows tqdm bars for both phases.
+    Pre-tokenization runs in `num_workers` processes (default: all cores, or one for inputs too
+    small to repay starting workers), each reading its own byte range of the file;
+    `progress=True` shows tqdm bars for both phases.
     """
     input_path = check_input_file(input_path)
     specials = unique_special_tokens(special_tokens)
