@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tinylm.train import find_checkpoints
+from tinylm.train import TrainingDiverged, find_checkpoints, run_cli
 from tinylm.train.cli import main as train_main
 from tinylm.train.cli import parse_args
 from tinylm.train.generate_cli import main as generate_main
@@ -109,3 +109,47 @@ def test_generate_errors(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert generate_main(["--run", str(tmp_path / "empty")]) == 2
     assert "error: no checkpoint in" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "message"),
+    [
+        (None, 0, ""),
+        (ValueError("bad value"), 2, "error: bad value"),
+        (FileNotFoundError("no such file"), 2, "error: no such file"),
+        (PermissionError("read-only"), 2, "error: read-only"),
+        (TrainingDiverged("loss became nan"), 1, "error: loss became nan"),
+        (KeyboardInterrupt(), 130, "error: aborted by a second interrupt"),
+    ],
+)
+def test_run_cli_maps_errors_to_statuses(error, status, message, capsys, monkeypatch):
+    monkeypatch.delenv("TINYLM_DEBUG", raising=False)
+
+    def body():
+        if error is not None:
+            raise error
+
+    assert run_cli(body) == status
+    captured = capsys.readouterr()
+    assert captured.err.strip() == message and captured.out == ""
+
+
+def test_run_cli_abort_message_and_debug(capsys, monkeypatch):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    assert run_cli(interrupted, abort_message="aborted (no checkpoint written)") == 130
+    assert capsys.readouterr().err == "error: aborted (no checkpoint written)\n"
+
+    def bad_input():
+        raise ValueError("bad value")
+
+    monkeypatch.setenv("TINYLM_DEBUG", "1")  # the traceback, not the one line
+    with pytest.raises(ValueError, match="bad value"):
+        run_cli(bad_input)
+
+    def other():
+        raise RuntimeError("a bug")  # not user error: propagates with its traceback
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        run_cli(other)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import tinylm.train.evaluate as evaluate_module
 import tinylm.train.loop as loop_module
 from tinylm.train import TrainingDiverged, find_checkpoints, read_checkpoint, train
 
@@ -93,6 +94,7 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tiny_config, monkeypatch):
         return loss * float("nan") if calls["n"] > 12 + 2 else loss  # 12 steps + 1 eval (2 iters)
 
     monkeypatch.setattr(loop_module, "cross_entropy", poisoned)
+    monkeypatch.setattr(evaluate_module, "cross_entropy", poisoned)  # evals count as calls too
     with pytest.raises(TrainingDiverged, match=r"loss became nan at step 13"):
         train(tiny_config, progress=False, log=_quiet)
     ckpts = find_checkpoints(tiny_config.run_dir)

@@ -16,7 +16,7 @@ import sys
 
 from tinylm.apps.config import RUNS, load_run_config, run_config_path
 from tinylm.apps.pipeline import run_pipeline
-from tinylm.train import TrainingDiverged
+from tinylm.train import run_cli
 
 __all__ = ["leaderboard", "main", "owt", "run_command", "tinystories"]
 
@@ -104,7 +104,8 @@ def run_command(name: str, argv: list[str] | None = None) -> int:
         path = run_config_path(name)
         print(USAGE.format(name=name, what=WHAT[name], path=path, config=path.read_text()))
         return 0
-    try:
+
+    def run() -> None:
         options, overrides = parse_args(argv)
         out = options["out"] or os.path.join("runs", name)
         source = options["config"] or name
@@ -115,18 +116,8 @@ def run_command(name: str, argv: list[str] | None = None) -> int:
         run_pipeline(
             app, config, out, resume=bool(options["resume"]), progress=bool(options["progress"])
         )
-    except (ValueError, FileNotFoundError, PermissionError) as e:
-        if os.environ.get("TINYLM_DEBUG"):
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: aborted by a second interrupt", file=sys.stderr)
-        return 130
-    return 0
+
+    return run_cli(run)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ from tinylm.train.config import (
     load_config,
 )
 from tinylm.train.data import check_tokens, get_batch, open_tokens
+from tinylm.train.errors import run_cli
 from tinylm.train.loop import RunResult, TrainingDiverged, train
 from tinylm.train.metrics import MetricsLog, plot_losses, unigram_entropy
 from tinylm.train.prepare import PreparedData, bundled_corpus, load_tokenizer, prepare_data
@@ -58,6 +59,7 @@ __all__ = [
     "prepare_data",
     "read_checkpoint",
     "restore_rng_state",
+    "run_cli",
     "sample_text",
     "save_checkpoint",
     "train",

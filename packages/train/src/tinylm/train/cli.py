@@ -10,11 +10,11 @@ Bad input ends with one `error: ...` line and exit status 2; no traceback, no lo
 
 from __future__ import annotations
 
-import os
 import sys
 
 from tinylm.train.config import SECTIONS, _field_types, _hint, default_config_path, load_config
-from tinylm.train.loop import TrainingDiverged, train
+from tinylm.train.errors import run_cli
+from tinylm.train.loop import train
 
 USAGE = """usage: train-lm [--config FILE] [--resume] [--compile] [--device DEV] [--no-progress]
                 [--section.key VALUE ...]
@@ -79,25 +79,16 @@ def main(argv: list[str] | None = None) -> int:
         path = default_config_path()
         print(USAGE.format(path=path, default=path.read_text()))
         return 0
-    try:
+
+    def run() -> None:
         config_path, resume, progress, overrides = parse_args(argv)
         config = load_config(config_path, overrides)
         saved = config.run_dir / "config.toml"
         if resume and config_path is None and saved.is_file():
             config = load_config(saved, overrides)  # a resumed run keeps its own config
         train(config, resume=resume, progress=progress)
-    except (ValueError, FileNotFoundError, PermissionError) as e:
-        if os.environ.get("TINYLM_DEBUG"):
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: aborted by a second interrupt (no checkpoint written)", file=sys.stderr)
-        return 130
-    return 0
+
+    return run_cli(run, abort_message="aborted by a second interrupt (no checkpoint written)")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,17 @@
-"""What a run records: metrics.jsonl, the loss-curve PNG, the unigram baseline."""
+"""What a run records: metrics.jsonl, the loss-curve PNG, the unigram baseline, wandb (optional)."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["MetricsLog", "plot_losses", "unigram_entropy"]
+__all__ = ["MetricsLog", "init_wandb", "plot_losses", "unigram_entropy"]
 
 
 def unigram_entropy(tokens: np.ndarray, vocab_size: int, max_tokens: int = 50_000_000) -> float:
@@ -87,3 +88,15 @@ def plot_losses(records: list[dict[str, Any]], out: str | os.PathLike, title: st
     tmp = out.with_name(out.name + ".tmp")
     fig.savefig(tmp, format="png", dpi=100)
     os.replace(tmp, out)
+
+
+def init_wandb(project: str, name: str, config: dict[str, Any], run_dir: Path):
+    """A Weights & Biases run, or None (with a warning) when wandb is not installed."""
+    try:
+        import wandb
+    except ImportError:
+        warnings.warn(
+            "run.wandb is true but wandb is not installed; logging locally only", stacklevel=3
+        )
+        return None
+    return wandb.init(project=project, name=name, config=config, dir=str(run_dir))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from tinylm.bpe import Tokenizer
 from tinylm.nn import generate
+from tinylm.train.config import SampleConfig
 
-__all__ = ["sample_text"]
+__all__ = ["sample_text", "write_sample"]
 
 
 def sample_text(
@@ -47,3 +50,22 @@ def sample_text(
     if eos_id is not None and ids and ids[-1] == eos_id:
         ids = ids[:-1]
     return tokenizer.decode(ids)
+
+
+def write_sample(
+    path: Path, model: torch.nn.Module, tokenizer: Tokenizer, cfg: SampleConfig
+) -> str:
+    """The end-of-run sample `cfg` asks for, written atomically to `path`; returns its text."""
+    sample = sample_text(
+        model,
+        tokenizer,
+        cfg.prompt,
+        cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        seed=cfg.seed,
+    )
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(sample + "\n")
+    tmp.replace(path)
+    return sample

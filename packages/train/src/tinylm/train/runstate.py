@@ -1,0 +1,201 @@
+"""A run's bookkeeping around the training step: position, clock, checkpoints, metrics, summary.
+
+`RunState` owns what survives a step other than the weights and optimizer moments: the step and
+token counts, the wall clock (continued across resumes), the newest checkpoint, the metrics log
+and its records, phase timers and the optional wandb run. The loop calls it at the points nanoGPT
+would inline: `check_finite` after reading a loss, `should_stop` after each step, `checkpoint`,
+`log_metrics`, `plot`, and `finish` to print the summary and build the `RunResult`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tinylm.optim import AdamW, CosineSchedule
+from tinylm.train.checkpoint import save_checkpoint
+from tinylm.train.config import TrainConfig
+from tinylm.train.errors import TrainingDiverged
+from tinylm.train.metrics import MetricsLog, init_wandb, plot_losses
+from tinylm.train.rundir import find_checkpoints
+from tinylm.train.runtime import Distributed, StopFlag, Timer
+from tinylm.train.setup import ResumePoint
+
+__all__ = ["RunResult", "RunState"]
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    step: int
+    tokens: int
+    wallclock: float
+    train_loss: float
+    val_loss: float | None
+    unigram_entropy: float
+    checkpoint: Path | None
+    stopped: str  # "finished" | "interrupted" | "time budget" | "stop_at"
+    sample: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # seconds in data/eval/checkpoint/total
+    model: torch.nn.Module | None = field(default=None, repr=False)
+
+
+class RunState:
+    """Everything but the step itself; rank 0 alone writes files (the others only count)."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        dist: Distributed,
+        model: torch.nn.Module,
+        optimizer: AdamW,
+        schedule: CosineSchedule,
+        start: ResumePoint,
+        setup_start: float,
+    ) -> None:
+        self.cfg, self.dist, self.run_dir = cfg, dist, cfg.run_dir
+        self.model, self.optimizer, self.schedule = model, optimizer, schedule
+        self.step, self.tokens, self.clock_offset = start.step, start.tokens, start.wallclock
+        self.last_checkpoint = start.checkpoint
+        self.setup_start = self.start_time = setup_start
+        self.timer = Timer()
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+        self.records: list[dict[str, Any]] = []
+        self.wandb_run = None
+        if dist.is_main and start.checkpoint is not None:
+            self.metrics.truncate_after(start.step)  # a resumed log reads like an unbroken one
+
+    def begin(self) -> None:
+        """Open wandb if asked, then start the clock: wall-clock counts the loop (with its evals
+        and checkpoints) only, not data preparation."""
+        if self.dist.is_main:
+            self.records = self.metrics.read()
+            if self.cfg.run.wandb:
+                cfg = self.cfg
+                self.wandb_run = init_wandb(
+                    cfg.run.wandb_project, cfg.run.name, cfg.to_dict(), self.run_dir
+                )
+        self.start_time = time.perf_counter()
+
+    def wallclock(self) -> float:
+        return self.clock_offset + time.perf_counter() - self.start_time
+
+    def check_finite(self, value: float) -> None:
+        """Stop the run, before anything is written, when a loss is NaN or infinite."""
+        if not math.isfinite(value):
+            where = (
+                f"{self.last_checkpoint} is untouched"
+                if self.last_checkpoint
+                else "no checkpoint was written"
+            )
+            raise TrainingDiverged(
+                f"loss became {value} at step {self.step}; stopped ({where}). "
+                "Try a lower --optim.lr or --optim.grad_clip"
+            )
+
+    def should_stop(self, stop: StopFlag, device: torch.device) -> bool:
+        """A signal arrived or the time budget is spent; under DDP all ranks must stop at the same
+        step, so they agree only at log_interval steps (one all-reduce, not one per step)."""
+        budget = self.cfg.train.max_seconds
+        stopping = stop.signal is not None or (budget > 0 and self.wallclock() >= budget)
+        if self.dist.enabled:
+            sync_every = self.cfg.train.log_interval
+            stopping = self.step % sync_every == 0 and self.dist.any(stopping, device)
+        return stopping
+
+    def checkpoint(self) -> None:
+        """Write step_<step>.pt atomically (rank 0) and drop all but the newest keep_checkpoints."""
+        if not self.dist.is_main:
+            return
+        cfg, step = self.cfg, self.step
+        with self.timer("checkpoint"):
+            (self.run_dir / "checkpoints").mkdir(exist_ok=True)
+            path = self.run_dir / "checkpoints" / f"step_{step:07d}.pt"
+            save_checkpoint(
+                self.model,
+                self.optimizer,
+                step,
+                path,
+                scheduler=self.schedule,
+                config=cfg.to_dict(),
+                data={
+                    "tokens": self.tokens,
+                    "step": step,
+                    "seed": cfg.train.seed,
+                    "world_size": self.dist.world_size,
+                    "grad_accum": cfg.train.grad_accum,
+                },
+                wallclock=self.wallclock(),
+            )
+            self.last_checkpoint = path
+            periodic = find_checkpoints(self.run_dir)
+            for old in periodic[: max(0, len(periodic) - max(1, cfg.run.keep_checkpoints))]:
+                old.unlink(missing_ok=True)
+
+    def log_metrics(self, record: dict[str, Any]) -> None:
+        """One metrics.jsonl line (and a wandb point), rank 0 only."""
+        if not self.dist.is_main:
+            return
+        self.metrics.write(record)
+        self.records.append(record)
+        if self.wandb_run is not None:
+            self.wandb_run.log({k: v for k, v in record.items() if v is not None}, step=self.step)
+
+    def plot(self) -> None:
+        """Redraw loss.png from the records so far (rank 0; cheap, but not free)."""
+        if self.dist.is_main:
+            with self.timer("plot"):
+                plot_losses(self.records, self.run_dir / "loss.png", title=self.run_dir.name)
+
+    def finish(
+        self,
+        stopped: str,
+        stop: StopFlag,
+        train_loss: float,
+        val_loss: float | None,
+        baseline: float,
+        sample: str | None,
+        log,
+    ) -> RunResult:
+        """Close wandb, print how the run ended, and summarize it."""
+        wallclock = self.wallclock()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+        timings = {k: round(v, 4) for k, v in self.timer.totals.items()}
+        timings["train"] = round(time.perf_counter() - self.start_time, 4)
+        timings["total"] = round(time.perf_counter() - self.setup_start, 4)
+        step, run_dir = self.step, self.run_dir
+        if stopped == "interrupted":
+            log(
+                f"interrupted by {stop.signal} at step {step}; checkpoint {self.last_checkpoint}; "
+                "continue with --resume"
+            )
+        elif stopped == "time budget":
+            log(
+                f"time budget of {self.cfg.train.max_seconds:.0f} s spent at step {step}; "
+                f"checkpoint {self.last_checkpoint}"
+            )
+        val_text = f"{val_loss:.4f}" if val_loss is not None else "n/a"
+        log(
+            f"done: step {step}, train loss {train_loss:.4f}, val loss {val_text} "
+            f"(unigram baseline {baseline:.4f}), {wallclock:.1f} s, run dir {run_dir}"
+        )
+        return RunResult(
+            run_dir=run_dir,
+            step=step,
+            tokens=self.tokens,
+            wallclock=wallclock,
+            train_loss=train_loss,
+            val_loss=val_loss,
+            unigram_entropy=baseline,
+            checkpoint=self.last_checkpoint,
+            stopped=stopped,
+            sample=sample,
+            timings=timings,
+            model=self.model,
+        )
