@@ -5,9 +5,9 @@
     KeyboardInterrupt                                 a second Ctrl-C (the first stops     exit 130
                                                       the run cleanly, with a checkpoint)
 
-Every CLI of the project (`train-lm`, the apps' `tinystories`/`owt`/`leaderboard`) runs its body
-through `run_cli`, so they agree on messages and statuses. Set TINYLM_DEBUG=1 to get the
-traceback of a bad-input error instead of the one line.
+Every CLI of the project (`train-lm`, `generate`, the apps' `tinystories`/`owt`/`leaderboard`)
+runs its body through `run_cli`, so they agree on messages and statuses. Set TINYLM_DEBUG=1 to
+get the traceback of a bad-input error instead of the one line.
 """
 
 from __future__ import annotations

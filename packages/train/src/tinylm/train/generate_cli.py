@@ -6,7 +6,6 @@ generate --run runs/default --prompt "Once upon a time" --max-tokens 200 --tempe
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
@@ -14,6 +13,7 @@ import torch
 from tinylm.nn import TransformerLM
 from tinylm.train.checkpoint import load_checkpoint, read_checkpoint
 from tinylm.train.config import TrainConfig
+from tinylm.train.errors import run_cli
 from tinylm.train.prepare import load_tokenizer
 from tinylm.train.rundir import find_checkpoints
 from tinylm.train.runtime import resolve_device
@@ -56,7 +56,8 @@ def load_run(run_dir: Path, checkpoint: Path | None, device: torch.device):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def body() -> None:
         if args.max_tokens < 0:
             raise ValueError(f"--max-tokens must be >= 0, got {args.max_tokens}")
         device = resolve_device(args.device)
@@ -74,10 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.num_samples > 1:
                 print(f"--- sample {i + 1} ---")
             print(text)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+
+    return run_cli(body, abort_message="interrupted")
 
 
 if __name__ == "__main__":
