@@ -68,13 +68,17 @@ def test_two_cpu_ranks_match_single_process(tiny_config, tmp_path):
             str(tmp_path / f"rank{rank}.pt"),
         ]
         procs.append(subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True))
-    for rank, proc in enumerate(procs):
-        try:
-            _, err = proc.communicate(timeout=120)
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
+    # Wait for every rank before judging any: a rank that finished first must not get the
+    # others killed while they still write their weights. Kill only on timeout or error.
+    errors = []
+    try:
+        for proc in procs:
+            errors.append(proc.communicate(timeout=120)[1])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for rank, (proc, err) in enumerate(zip(procs, errors, strict=True)):
         assert proc.returncode == 0, f"rank {rank} failed:\n{err[-3000:]}"
 
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
