@@ -16,7 +16,7 @@ import sys
 
 from tinylm.apps.config import RUNS, load_run_config, run_config_path
 from tinylm.apps.pipeline import run_pipeline
-from tinylm.train import run_cli
+from tinylm.train import run_cli, split_command_line
 
 __all__ = ["leaderboard", "main", "owt", "run_command", "tinystories"]
 
@@ -46,54 +46,27 @@ WHAT = {
     "leaderboard": "Leaderboard: OpenWebText, best val loss at context 512 within a wall-clock "
     "budget (default 1.5 h), enforced by the run.",
 }
-FLAGS = {
+# Options that stand for a config key; the rest are the command's own.
+VALUE_OPTIONS = {
     "--train-text": "app.train_text",
     "--val-text": "app.val_text",
     "--budget-hours": "app.budget_hours",
     "--device": "train.device",
+    "--out": None,
+    "--config": None,
 }
-SWITCHES = ("--resume", "--compile", "--no-progress", "--help", "--out", "--config")
+SWITCHES = {"--resume": None, "--compile": "train.compile", "--no-progress": None, "--help": None}
 
 
 def parse_args(argv: list[str]) -> tuple[dict[str, str | bool | None], dict[str, str]]:
     """Split argv into ({out, config, resume, progress}, {dotted key: raw value})."""
+    flags, overrides = split_command_line(argv, value_options=VALUE_OPTIONS, switches=SWITCHES)
     options: dict[str, str | bool | None] = {
-        "out": None,
-        "config": None,
-        "resume": False,
-        "progress": True,
+        "out": flags.get("--out"),
+        "config": flags.get("--config"),
+        "resume": "--resume" in flags,
+        "progress": "--no-progress" not in flags,
     }
-    overrides: dict[str, str] = {}
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if not arg.startswith("--"):
-            raise ValueError(f"unexpected argument {arg!r}; options look like --section.key value")
-        flag, eq, inline = arg.partition("=")
-        takes_value = flag in FLAGS or flag in ("--out", "--config") or "." in flag
-        value = inline
-        if takes_value and not eq:
-            if i + 1 >= len(argv):
-                raise ValueError(f"{flag} needs a value")
-            i += 1
-            value = argv[i]
-        if flag in FLAGS:
-            overrides[FLAGS[flag]] = value
-        elif flag in ("--out", "--config"):
-            options[flag[2:]] = value
-        elif flag == "--resume":
-            options["resume"] = True
-        elif flag == "--compile":
-            overrides["train.compile"] = "true"
-        elif flag == "--no-progress":
-            options["progress"] = False
-        elif "." in flag:
-            overrides[flag[2:]] = value
-        else:
-            close = difflib.get_close_matches(flag, [*FLAGS, *SWITCHES], n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ValueError(f"unknown option {flag}{hint}")
-        i += 1
     return options, overrides
 
 

@@ -14,6 +14,7 @@ from tinylm.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from tinylm.train.command_line import split_command_line
 from tinylm.train.config import (
     DataConfig,
     EvalConfig,
@@ -62,6 +63,7 @@ __all__ = [
     "run_cli",
     "sample_text",
     "save_checkpoint",
+    "split_command_line",
     "train",
     "unigram_entropy",
 ]

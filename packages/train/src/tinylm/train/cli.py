@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import sys
 
-from tinylm.train.config import SECTIONS, _field_types, _hint, default_config_path, load_config
+from tinylm.train.command_line import split_command_line
+from tinylm.train.config import SECTIONS, _field_types, default_config_path, load_config
 from tinylm.train.errors import run_cli
 from tinylm.train.loop import train
 
@@ -32,45 +33,23 @@ Default config ({path}):
 
 {default}"""
 
-FLAGS = ("--config", "--resume", "--compile", "--device", "--no-progress", "--help")
-
 
 def parse_args(argv: list[str]) -> tuple[str | None, bool, bool, dict[str, str]]:
     """Split argv into (config path, resume, progress, {dotted key: raw value})."""
-    config_path, resume, progress, overrides = None, False, True, {}
     valid = [f"{s}.{n}" for s, kind in SECTIONS.items() for n in _field_types(kind)]
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if not arg.startswith("--"):
-            raise ValueError(f"unexpected argument {arg!r}; options look like --section.key value")
-        name, eq, inline = arg[2:].partition("=")
-        takes_value = name in ("config", "device") or "." in name
-        value = inline
-        if takes_value and not eq:
-            if i + 1 >= len(argv):
-                raise ValueError(f"{arg} needs a value")
-            i += 1
-            value = argv[i]
-
-        if name == "config":
-            config_path = value
-        elif name == "resume":
-            resume = True
-        elif name == "compile":
-            overrides["train.compile"] = "true"
-        elif name == "device":
-            overrides["train.device"] = value
-        elif name == "no-progress":
-            progress = False
-        elif "." in name:
-            if name not in valid:
-                raise ValueError(f"unknown config key '{name}'{_hint(name, valid)}")
-            overrides[name] = value
-        else:
-            raise ValueError(f"unknown option --{name}{_hint('--' + name, FLAGS)}")
-        i += 1
-    return config_path, resume, progress, overrides
+    options, overrides = split_command_line(
+        argv,
+        value_options={"--config": None, "--device": "train.device"},
+        switches={
+            "--resume": None,
+            "--compile": "train.compile",
+            "--no-progress": None,
+            "--help": None,
+        },
+        config_keys=valid,
+    )
+    config_path = options.get("--config")
+    return config_path, "--resume" in options, "--no-progress" not in options, overrides
 
 
 def main(argv: list[str] | None = None) -> int:
