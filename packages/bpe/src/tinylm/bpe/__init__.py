@@ -4,6 +4,7 @@ vocab, merges = train_bpe("corpus.txt", 10_000, ["<|endoftext|>"])
 tok = Tokenizer(vocab, merges, ["<|endoftext|>"])
 ids = tok.encode("Hello world<|endoftext|>")
 assert tok.decode(ids) == "Hello world<|endoftext|>"
+tok.save_hf("tokenizer.json"); tok = Tokenizer.from_hf("tokenizer.json")  # HF tokenizers
 """
 
 from tinylm.bpe.files import bytes_to_unicode

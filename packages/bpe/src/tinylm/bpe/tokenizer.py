@@ -13,9 +13,11 @@ import itertools
 import os
 from collections.abc import Iterable, Iterator
 from itertools import chain
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tinylm.bpe.files import load_merges, load_vocab, save_vocab_and_merges
+from tinylm.bpe.hf import read_hf_tokenizer, tokenizer_json_path, write_hf_tokenizer
 from tinylm.bpe.merge import BatchMerger, piece_encoder
 from tinylm.bpe.pretokenize import (
     PRETOKEN_RE,
@@ -119,6 +121,19 @@ class Tokenizer:
 
     def save(self, vocab_path: str | os.PathLike, merges_path: str | os.PathLike) -> None:
         save_vocab_and_merges(self.vocab, self.merges, vocab_path, merges_path)
+
+    def save_hf(self, path: str | os.PathLike) -> Path:
+        """Write a Hugging Face `tokenizer.json` (a file, or into a directory); see `hf`."""
+        return write_hf_tokenizer(self.vocab, self.merges, self._special_ids, path)
+
+    @classmethod
+    def from_hf(cls, path: str | os.PathLike) -> Tokenizer:
+        """Load a byte-level BPE `tokenizer.json` (ours or GPT-2's; a file or its directory)."""
+        vocab, merges, special_tokens = read_hf_tokenizer(path)
+        try:
+            return cls(vocab, merges, special_tokens)
+        except ValueError as err:
+            raise ValueError(f"{tokenizer_json_path(path)}: {err}") from None
 
     def __getstate__(self):  # compiled tables are rebuilt: smaller to send to worker processes
         return (self.vocab, self.merges, self.special_tokens)
