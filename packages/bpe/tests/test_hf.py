@@ -133,5 +133,5 @@ def test_refuses_other_pipelines_naming_the_field(field, change, tmp_path):
 
 
 def test_missing_file_is_clear(tmp_path):
-    with pytest.raises(FileNotFoundError, match="tokenizer.json not found"):
+    with pytest.raises(FileNotFoundError, match=r"tokenizer\.json not found"):
         Tokenizer.from_hf(tmp_path)
