@@ -28,6 +28,7 @@ from tinylm.train.config import (
 )
 from tinylm.train.data import check_tokens, get_batch, open_tokens
 from tinylm.train.errors import run_cli
+from tinylm.train.hf_cli import export_hf, import_hf
 from tinylm.train.loop import RunResult, TrainingDiverged, train
 from tinylm.train.metrics import MetricsLog, plot_losses, unigram_entropy
 from tinylm.train.prepare import PreparedData, bundled_corpus, load_tokenizer, prepare_data
@@ -50,8 +51,10 @@ __all__ = [
     "capture_rng_state",
     "check_tokens",
     "default_config_path",
+    "export_hf",
     "find_checkpoints",
     "get_batch",
+    "import_hf",
     "load_checkpoint",
     "load_config",
     "load_tokenizer",

@@ -1,0 +1,390 @@
+"""tinylm <-> Hugging Face Llama: configs, state-dict keys, the RoPE row permutation, safetensors.
+
+A pre-norm, RoPE, SwiGLU, untied-or-tied tinylm model *is* a `LlamaForCausalLM` without biases,
+with RMSNorm eps 1e-5 and one kv head per head. Converting is a renaming of tensors, except for
+the query and key rows, which follow a different RoPE convention (see `rotate_half_rows`).
+
+    token_embeddings             model.embed_tokens
+    layers.i.attn.q/k/v_proj     model.layers.i.self_attn.q/k/v_proj   (q, k rows permuted)
+    layers.i.attn.output_proj    model.layers.i.self_attn.o_proj
+    layers.i.ffn.w1 / w3 / w2    model.layers.i.mlp.gate_proj / up_proj / down_proj
+    layers.i.ln1 / ln2           model.layers.i.input_layernorm / post_attention_layernorm
+    ln_final                     model.norm
+    lm_head                      lm_head          (absent when tied: HF re-ties it on load)
+
+Any other architecture switch is refused in one line naming it (`check_llama_expressible`).
+The safetensors format is written and read here from scratch (an 8-byte little-endian header
+length, a JSON header of name -> dtype/shape/byte range, then the raw bytes), so exporting needs
+no extra dependency; the tests check it against the `safetensors` library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import torch
+from einops import rearrange
+
+from tinylm.nn import ModelConfig
+
+__all__ = [
+    "atomic_open",
+    "check_llama_expressible",
+    "from_hf_state_dict",
+    "interleave_rows",
+    "key_map",
+    "llama_config_dict",
+    "load_safetensors",
+    "model_config_from_dict",
+    "model_config_from_llama",
+    "rotate_half_rows",
+    "save_safetensors",
+    "write_json",
+    "to_hf_state_dict",
+]
+
+# (ModelConfig field, the value Llama has). getattr(config, field, plain): a field this version
+# of tinylm.nn lacks cannot be set, so it counts as plain.
+LLAMA_PLAIN: tuple[tuple[str, Any], ...] = (
+    ("norm", "pre"),
+    ("position", "rope"),
+    ("ffn", "swiglu"),
+    ("qk_norm", False),
+    ("logit_softcap", 0.0),
+    ("value_embeddings", 0),
+    ("unet_skips", False),
+    ("parameter_free_norm", False),
+)
+# Fields that change how the same function is computed or initialised, never the function.
+NOT_ARCHITECTURE = frozenset({"attention", "fused_qkv", "zero_init_proj"})
+# Fields Llama's config expresses directly.
+LLAMA_SHAPE = frozenset(
+    {
+        "vocab_size",
+        "context_length",
+        "d_model",
+        "num_layers",
+        "num_heads",
+        "d_ff",
+        "rope_theta",
+        "tie_embeddings",
+    }
+)
+
+_TOP_KEYS = {
+    "token_embeddings.weight": "model.embed_tokens.weight",
+    "ln_final.weight": "model.norm.weight",
+    "lm_head.weight": "lm_head.weight",
+}
+_LAYER_KEYS = {
+    "attn.q_proj.weight": "self_attn.q_proj.weight",
+    "attn.k_proj.weight": "self_attn.k_proj.weight",
+    "attn.v_proj.weight": "self_attn.v_proj.weight",
+    "attn.output_proj.weight": "self_attn.o_proj.weight",
+    "ffn.w1.weight": "mlp.gate_proj.weight",
+    "ffn.w3.weight": "mlp.up_proj.weight",
+    "ffn.w2.weight": "mlp.down_proj.weight",
+    "ln1.weight": "input_layernorm.weight",
+    "ln2.weight": "post_attention_layernorm.weight",
+}
+_ROPE_ROWS = ("attn.q_proj.weight", "attn.k_proj.weight")
+
+
+def key_map(num_layers: int) -> dict[str, str]:
+    """tinylm state-dict key -> HF Llama key."""
+    keys = dict(_TOP_KEYS)
+    for i in range(num_layers):
+        for ours, theirs in _LAYER_KEYS.items():
+            keys[f"layers.{i}.{ours}"] = f"model.layers.{i}.{theirs}"
+    return keys
+
+
+# -- configs ---------------------------------------------------------------------------------
+
+
+def model_config_from_dict(raw: dict[str, Any]) -> ModelConfig:
+    """A ModelConfig from a saved [model] table, dropping keys this ModelConfig does not have
+    (e.g. `attention`/`fused_qkv` once they move to the compute config)."""
+    names = {f.name for f in dataclasses.fields(ModelConfig)}
+    return ModelConfig.from_dict({k: v for k, v in raw.items() if k in names})
+
+
+def check_llama_expressible(config: ModelConfig) -> None:
+    """Raise ValueError (one line, naming the switch) if Llama cannot express `config`."""
+    for name, plain in LLAMA_PLAIN:
+        value = getattr(config, name, plain)
+        if value != plain:
+            raise ValueError(
+                f"Llama cannot express model.{name} = {value!r} (only {plain!r}); "
+                "export-hf needs a plain pre-norm RoPE SwiGLU model"
+            )
+    known = LLAMA_SHAPE | NOT_ARCHITECTURE | {name for name, _ in LLAMA_PLAIN}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name not in known and value != field.default:
+            raise ValueError(
+                f"export-hf does not know model.{field.name} (= {value!r}); only its default "
+                f"{field.default!r} can be exported"
+            )
+
+
+def llama_config_dict(
+    config: ModelConfig,
+    *,
+    rms_norm_eps: float,
+    bos_token_id: int | None,
+    eos_token_id: int | None,
+    dtype: str = "float32",
+) -> dict[str, Any]:
+    """The `config.json` of the equivalent `LlamaForCausalLM` (transformers 4.x and 5.x keys)."""
+    rope = {"rope_type": "default", "rope_theta": config.rope_theta}
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.d_model,
+        "intermediate_size": config.d_ff,
+        "num_hidden_layers": config.num_layers,
+        "num_attention_heads": config.num_heads,
+        "num_key_value_heads": config.num_heads,
+        "head_dim": config.head_dim,
+        "max_position_embeddings": config.context_length,
+        "rope_theta": config.rope_theta,  # transformers 4.x
+        "rope_parameters": rope,  # transformers 5.x
+        "rms_norm_eps": rms_norm_eps,
+        "tie_word_embeddings": config.tie_embeddings,
+        "hidden_act": "silu",
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "mlp_bias": False,
+        "initializer_range": 0.02,
+        "pretraining_tp": 1,
+        "use_cache": True,
+        "bos_token_id": bos_token_id,
+        "eos_token_id": eos_token_id,
+        "pad_token_id": None,
+        "torch_dtype": dtype,
+        "dtype": dtype,
+    }
+
+
+def model_config_from_llama(hf: dict[str, Any], *, rms_norm_eps: float) -> tuple[dict, int]:
+    """(ModelConfig fields, num_key_value_heads) of a Llama `config.json`, or one-line refusal.
+
+    Grouped-query attention is accepted: `from_hf_state_dict` repeats each kv head for its group
+    of query heads, which computes exactly what HF's `repeat_kv` does (the tinylm model then has
+    num_heads kv heads, so exporting it again gives a wider, equal model).
+    """
+    kind = hf.get("model_type")
+    if kind != "llama":
+        raise ValueError(f"config.json: model_type is {kind!r}; import-hf reads only 'llama'")
+    heads = hf["num_attention_heads"]
+    hidden = hf["hidden_size"]
+    kv_heads = hf.get("num_key_value_heads") or heads
+    rope = hf.get("rope_parameters") or {}
+    scaling = hf.get("rope_scaling")
+    rope_type = rope.get("rope_type") or (scaling or {}).get("rope_type") or "default"
+    checks = [
+        ("hidden_act", hf.get("hidden_act", "silu"), "silu"),
+        ("attention_bias", bool(hf.get("attention_bias", False)), False),
+        ("mlp_bias", bool(hf.get("mlp_bias", False)), False),
+        ("rope_scaling", None if rope_type == "default" else rope_type, None),
+        ("head_dim", hf.get("head_dim") or hidden // heads, hidden // heads),
+        ("num_key_value_heads divides num_attention_heads", heads % kv_heads == 0, True),
+    ]
+    for name, value, wanted in checks:
+        if value != wanted:
+            raise ValueError(
+                f"config.json: {name} is {value!r}; tinylm has only {wanted!r}, cannot import"
+            )
+    eps = hf.get("rms_norm_eps", 1e-6)
+    if abs(eps - rms_norm_eps) > 1e-12:
+        raise ValueError(
+            f"config.json: rms_norm_eps is {eps!r}; tinylm's RMSNorm uses {rms_norm_eps!r}, "
+            "cannot import"
+        )
+    theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
+    fields = {
+        "vocab_size": hf["vocab_size"],
+        "context_length": hf["max_position_embeddings"],
+        "d_model": hidden,
+        "num_layers": hf["num_hidden_layers"],
+        "num_heads": heads,
+        "d_ff": hf["intermediate_size"],
+        "rope_theta": float(theta),
+        "tie_embeddings": bool(hf.get("tie_word_embeddings", False)),
+    }
+    return fields, kv_heads
+
+
+# -- weights ---------------------------------------------------------------------------------
+
+
+def rotate_half_rows(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """Reorder q/k projection rows from tinylm's RoPE convention to HF Llama's.
+
+    tinylm rotates interleaved pairs of each head's vector: (x[2i], x[2i+1]) by angle p·θ_i.
+    HF rotates halves: (x[i], x[i + d/2]) by the same angle p·θ_i. So within each head the HF row
+    j < d/2 must be our row 2j, and the HF row d/2 + j our row 2j + 1:
+
+        new_rows(head) = [0, 2, 4, ..., d-2, 1, 3, ..., d-1]      (d = head_dim)
+
+    Applying the same permutation to q and k leaves every dot product q·k, hence the attention,
+    unchanged; v and the output projection are not touched.
+    """
+    return rearrange(weight, "(h half two) d -> (h two half) d", h=num_heads, two=2).contiguous()
+
+
+def interleave_rows(weight: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """Inverse of `rotate_half_rows`: HF Llama q/k rows back to tinylm's interleaved order."""
+    return rearrange(weight, "(h two half) d -> (h half two) d", h=num_heads, two=2).contiguous()
+
+
+def to_hf_state_dict(
+    state: dict[str, torch.Tensor], config: ModelConfig
+) -> dict[str, torch.Tensor]:
+    """tinylm state dict -> Llama tensors; a tied lm_head is left out (stored once, as HF does)."""
+    keys = key_map(config.num_layers)
+    unknown = sorted(set(state) - set(keys))
+    if unknown:
+        raise ValueError(f"parameter {unknown[0]!r} has no Llama counterpart; cannot export")
+    out = {}
+    for ours, theirs in keys.items():
+        if config.tie_embeddings and ours == "lm_head.weight":
+            continue
+        if ours not in state:
+            raise ValueError(f"the checkpoint lacks {ours!r}")
+        tensor = state[ours].detach().cpu()
+        if ours.endswith(_ROPE_ROWS):
+            tensor = rotate_half_rows(tensor, config.num_heads)
+        out[theirs] = tensor.contiguous().clone()
+    return out
+
+
+def from_hf_state_dict(
+    tensors: dict[str, torch.Tensor], config: ModelConfig, num_kv_heads: int | None = None
+) -> dict[str, torch.Tensor]:
+    """Llama tensors -> tinylm state dict (fp32); kv heads repeated per group under GQA."""
+    kv_heads = num_kv_heads or config.num_heads
+    group = config.num_heads // kv_heads
+    # Older checkpoints carry the RoPE frequencies as a buffer; it is a function of the config.
+    tensors = {k: v for k, v in tensors.items() if not k.endswith("rotary_emb.inv_freq")}
+    keys = key_map(config.num_layers)
+    if config.tie_embeddings:
+        tensors = {k: v for k, v in tensors.items() if k != "lm_head.weight"}
+        tensors["lm_head.weight"] = tensors.get("model.embed_tokens.weight")
+    unknown = sorted(set(tensors) - set(keys.values()))
+    if unknown:
+        raise ValueError(f"weight {unknown[0]!r} has no tinylm counterpart; cannot import")
+    state = {}
+    for ours, theirs in keys.items():
+        tensor = tensors.get(theirs)
+        if tensor is None:
+            raise ValueError(f"the weights lack {theirs!r}")
+        tensor = tensor.to(torch.float32)
+        if ours.endswith(("attn.k_proj.weight", "attn.v_proj.weight")) and group > 1:
+            tensor = rearrange(tensor, "(kv d) i -> kv d i", kv=kv_heads)
+            tensor = tensor.repeat_interleave(group, dim=0).flatten(0, 1)
+            # kv head g now sits at query heads g*group .. g*group+group-1, as HF's repeat_kv
+        if ours.endswith(_ROPE_ROWS):
+            tensor = interleave_rows(tensor, config.num_heads)
+        state[ours] = tensor.contiguous().clone()
+    if config.tie_embeddings:
+        state["token_embeddings.weight"] = state["lm_head.weight"]
+    return state
+
+
+# -- safetensors -----------------------------------------------------------------------------
+
+_DTYPES = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+_TORCH_DTYPES = {name: dtype for dtype, name in _DTYPES.items()}
+
+
+def save_safetensors(
+    tensors: dict[str, torch.Tensor],
+    path: str | os.PathLike,
+    metadata: dict[str, str] | None = None,
+) -> None:
+    """Write `tensors` (distinct storage each: no shared views) as a .safetensors file, atomically."""
+    header: dict[str, Any] = {}
+    blobs = []
+    offset = 0
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        data = tensor.reshape(-1).view(torch.uint8).numpy().tobytes()
+        header[name] = {
+            "dtype": _DTYPES[tensor.dtype],
+            "shape": list(tensor.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        blobs.append(data)
+        offset += len(data)
+    if metadata:
+        header["__metadata__"] = metadata
+    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    encoded += b" " * (-len(encoded) % 8)  # the data starts 8-byte aligned
+    with atomic_open(path) as f:
+        f.write(struct.pack("<Q", len(encoded)))
+        f.write(encoded)
+        for data in blobs:
+            f.write(data)
+
+
+def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read every tensor of a .safetensors file onto the CPU."""
+    raw = Path(path).read_bytes()
+    try:
+        (length,) = struct.unpack("<Q", raw[:8])
+        header = json.loads(raw[8 : 8 + length])
+        base = 8 + length
+        out = {}
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            start, end = info["data_offsets"]
+            dtype = _TORCH_DTYPES[info["dtype"]]
+            buffer = bytearray(raw[base + start : base + end])
+            flat = torch.frombuffer(buffer, dtype=dtype) if buffer else torch.empty(0, dtype=dtype)
+            out[name] = flat.reshape(info["shape"])
+    except (struct.error, ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise ValueError(f"{path} is not a readable safetensors file ({e})") from None
+    return out
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb"):
+    """Write to `<path>.tmp`, fsync, then rename over `path`: it appears complete or not at all."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        encoding = None if "b" in mode else "utf-8"
+        with open(tmp, mode, encoding=encoding) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike, value: Any) -> None:
+    with atomic_open(path, "w") as f:
+        json.dump(value, f, indent=2, ensure_ascii=False)
+        f.write("\n")

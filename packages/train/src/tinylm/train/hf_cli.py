@@ -1,0 +1,340 @@
+"""`export-hf` / `import-hf`: a tinylm run directory <-> a Hugging Face Llama directory.
+
+export-hf --run runs/default --out hf/default       # LlamaForCausalLM + tokenizer files
+import-hf hf/some-llama --out runs/imported         # a run `generate` and `train-lm --resume` use
+
+An exported directory holds config.json, model.safetensors, generation_config.json and the
+tokenizer as tokenizer.json (byte-level BPE), vocab.json + merges.txt, special_tokens_map.json and
+tokenizer_config.json; `LlamaForCausalLM.from_pretrained` and `AutoTokenizer.from_pretrained`
+load it. An imported run holds config.toml, tokenizer/ and checkpoints/step_0000000.pt: the
+weights at step 0 with a fresh optimizer and schedule, so fine-tuning is `train-lm --resume`
+(see the README's Interop section for the data it needs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tinylm.bpe import Tokenizer
+from tinylm.nn import RMSNorm, TransformerLM
+from tinylm.train.checkpoint import read_checkpoint, save_checkpoint
+from tinylm.train.config import TrainConfig, load_config
+from tinylm.train.errors import run_cli
+from tinylm.train.hf import (
+    NOT_ARCHITECTURE,
+    check_llama_expressible,
+    from_hf_state_dict,
+    llama_config_dict,
+    load_safetensors,
+    model_config_from_dict,
+    model_config_from_llama,
+    save_safetensors,
+    to_hf_state_dict,
+    write_json,
+)
+from tinylm.train.prepare import load_tokenizer
+from tinylm.train.rundir import find_checkpoints
+from tinylm.train.setup import build_model_and_optimizer
+
+__all__ = ["export_hf", "export_main", "import_hf", "import_main"]
+
+HF_FILES = ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json")
+
+
+# -- export ----------------------------------------------------------------------------------
+
+
+def export_hf(
+    run_dir: str | Path, out_dir: str | Path, *, checkpoint: str | Path | None = None, force=False
+) -> Path:
+    """Write the run's newest (or the given) checkpoint as a HF Llama directory; return it."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory not found: {run_dir}")
+    if checkpoint is None:
+        found = find_checkpoints(run_dir)
+        if not found:
+            raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}")
+        checkpoint = found[-1]
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} exists and is not a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+        raise ValueError(f"--out {out_dir} is not empty; pass --force to overwrite its files")
+    payload = read_checkpoint(checkpoint)
+    raw = _run_config(payload, run_dir, Path(checkpoint))
+    model_raw = dict(raw.get("model", {}))
+    model_raw.setdefault("vocab_size", raw.get("data", {}).get("vocab_size", 2000))
+    config = model_config_from_dict(model_raw)
+    check_llama_expressible(config)
+
+    model = TransformerLM(config)
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise ValueError(f"{checkpoint}: weights do not fit its config: {first}") from None
+    norms = [m.eps for m in model.modules() if isinstance(m, RMSNorm)]
+    tensors = to_hf_state_dict(model.state_dict(), config)
+
+    specials = list(raw.get("data", {}).get("special_tokens", ["<|endoftext|>"]))
+    tokenizer = _run_tokenizer(run_dir, raw, specials)
+    if max(tokenizer.vocab) >= config.vocab_size:
+        raise ValueError(
+            f"the tokenizer has id {max(tokenizer.vocab)} but model.vocab_size is "
+            f"{config.vocab_size}"
+        )
+    eos = tokenizer._special_ids.get(specials[0]) if specials else None
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dtype = str(tensors["model.embed_tokens.weight"].dtype).removeprefix("torch.")
+    write_json(
+        out_dir / "config.json",
+        llama_config_dict(
+            config, rms_norm_eps=norms[0], bos_token_id=eos, eos_token_id=eos, dtype=dtype
+        ),
+    )
+    save_safetensors(tensors, out_dir / "model.safetensors", metadata={"format": "pt"})
+    write_json(out_dir / "generation_config.json", _generation_config(raw, eos))
+    _write_tokenizer_files(tokenizer, specials, config.context_length, out_dir)
+    return out_dir
+
+
+def _run_config(payload: dict, run_dir: Path, checkpoint: Path) -> dict[str, Any]:
+    """The config dict a checkpoint carries, else the run's config.toml."""
+    if isinstance(payload.get("config"), dict):
+        return payload["config"]
+    path = run_dir / "config.toml"
+    if not path.is_file():
+        raise ValueError(f"{checkpoint} carries no config and {path} does not exist")
+    return tomllib.loads(path.read_text())
+
+
+def _run_tokenizer(run_dir: Path, raw: dict, specials: list[str]) -> Tokenizer:
+    for directory in (run_dir / "tokenizer", Path(raw.get("data", {}).get("tokenizer_dir") or "")):
+        if str(directory) not in ("", ".") and (directory / "vocab.json").is_file():
+            return load_tokenizer(directory, specials)
+    raise FileNotFoundError(f"no tokenizer (vocab.json, merges.txt) in {run_dir / 'tokenizer'}")
+
+
+def _generation_config(raw: dict, eos: int | None) -> dict[str, Any]:
+    sample = raw.get("sample", {})
+    config: dict[str, Any] = {"bos_token_id": eos, "eos_token_id": eos}
+    temperature = float(sample.get("temperature", 0.8))
+    if temperature > 0:
+        config.update(
+            do_sample=True, temperature=temperature, top_p=float(sample.get("top_p", 1.0))
+        )
+    else:
+        config["do_sample"] = False
+    return config
+
+
+def _write_tokenizer_files(tokenizer: Tokenizer, specials: list[str], context: int, out: Path):
+    tokenizer.save_hf(out / "tokenizer.json")
+    tokenizer.save(out / "vocab.json", out / "merges.txt")
+    named = {}
+    if specials:
+        named = {"bos_token": specials[0], "eos_token": specials[0]}
+    extra = specials[1:]
+    write_json(out / "special_tokens_map.json", {**named, "additional_special_tokens": extra})
+    decoder = {
+        str(token_id): {
+            "content": text,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
+        }
+        for text, token_id in sorted(tokenizer._special_ids.items(), key=lambda item: item[1])
+    }
+    write_json(
+        out / "tokenizer_config.json",
+        {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "model_max_length": context,
+            "add_bos_token": False,
+            "add_eos_token": False,
+            "add_prefix_space": False,
+            "clean_up_tokenization_spaces": False,
+            "added_tokens_decoder": decoder,
+            "additional_special_tokens": extra,
+            **named,
+        },
+    )
+
+
+# -- import ----------------------------------------------------------------------------------
+
+
+def import_hf(hf_dir: str | Path, run_dir: str | Path) -> Path:
+    """Turn a Llama directory into a tinylm run directory; return its step-0 checkpoint."""
+    hf_dir, run_dir = Path(hf_dir), Path(run_dir).absolute()
+    config_path = hf_dir / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"no config.json in {hf_dir}")
+    if find_checkpoints(run_dir) or (run_dir / "config.toml").exists():
+        raise ValueError(f"{run_dir} already holds a run; choose another --out")
+    try:
+        hf_config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{config_path} is not valid JSON ({e})") from None
+    eps = RMSNorm(1).eps
+    fields, kv_heads = model_config_from_llama(hf_config, rms_norm_eps=eps)
+    tokenizer = _hf_tokenizer(hf_dir)
+    if max(tokenizer.vocab) >= fields["vocab_size"]:
+        raise ValueError(
+            f"{hf_dir}: the tokenizer has id {max(tokenizer.vocab)} but vocab_size is "
+            f"{fields['vocab_size']}"
+        )
+    specials = _eos_first(tokenizer, hf_config.get("eos_token_id"))
+    cfg = _imported_config(fields, specials, run_dir, hf_dir)
+    state = from_hf_state_dict(_hf_weights(hf_dir), cfg.model, kv_heads)
+
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    # tokenizer/ is what `generate` reads; data/tokenizer/ is data.tokenizer_dir, which train-lm
+    # copies over tokenizer/ at start (it cannot copy a directory onto itself).
+    for directory in (run_dir / "tokenizer", run_dir / "data" / "tokenizer"):
+        directory.mkdir(parents=True, exist_ok=True)
+        tokenizer.save(directory / "vocab.json", directory / "merges.txt")
+    path = run_dir / "checkpoints" / f"step_{0:07d}.pt"
+    python_rng, numpy_rng = random.getstate(), np.random.get_state()
+    # A fresh run's model, optimizer and schedule (seeded as train-lm seeds them), then our
+    # weights: the checkpoint is what train-lm would have written before its first step.
+    with torch.random.fork_rng(devices=[]):
+        model, optimizer, schedule = build_model_and_optimizer(cfg, torch.device("cpu"))
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise ValueError(f"{hf_dir}: weights do not fit: {str(e).splitlines()[0]}") from None
+        save_checkpoint(
+            model,
+            optimizer,
+            0,
+            path,
+            scheduler=schedule,
+            config=cfg.to_dict(),
+            data={"tokens": 0, "step": 0, "seed": cfg.train.seed, "imported_from": str(hf_dir)},
+            wallclock=0.0,
+        )
+    random.setstate(python_rng)
+    np.random.set_state(numpy_rng)
+    cfg.save(run_dir / "config.toml")
+    return path
+
+
+def _hf_tokenizer(hf_dir: Path) -> Tokenizer:
+    if (hf_dir / "tokenizer.json").is_file():
+        return Tokenizer.from_hf(hf_dir / "tokenizer.json")
+    if (hf_dir / "vocab.json").is_file() and (hf_dir / "merges.txt").is_file():
+        named = {}
+        if (hf_dir / "special_tokens_map.json").is_file():
+            named = json.loads((hf_dir / "special_tokens_map.json").read_text(encoding="utf-8"))
+        specials = [v if isinstance(v, str) else v.get("content") for v in named.values()]
+        specials = [s for s in specials if isinstance(s, str)]
+        return Tokenizer.from_files(hf_dir / "vocab.json", hf_dir / "merges.txt", specials)
+    raise FileNotFoundError(
+        f"no byte-level BPE tokenizer in {hf_dir} (tokenizer.json, or vocab.json + merges.txt)"
+    )
+
+
+def _eos_first(tokenizer: Tokenizer, eos_id) -> list[str]:
+    """Special tokens with the model's eos first: tinylm separates documents with the first."""
+    eos_id = eos_id[0] if isinstance(eos_id, list) and eos_id else eos_id
+    specials = list(tokenizer.special_tokens)
+    eos = [text for text in specials if tokenizer._special_ids[text] == eos_id]
+    return eos + [text for text in specials if text not in eos]
+
+
+def _imported_config(fields: dict, specials: list[str], run_dir: Path, hf_dir: Path):
+    """The default run config with the imported model, its tokenizer and this run directory.
+
+    The data points at `<run>/data/{train,val}.npy`, which do not exist yet: fine-tuning needs
+    data encoded with this tokenizer, and a resume without it fails with one clear line instead
+    of training a new tokenizer that does not fit the weights.
+    """
+    raw = load_config().to_dict()
+    kept = {k: v for k, v in raw["model"].items() if k in NOT_ARCHITECTURE}
+    raw["model"] = {**kept, **fields}
+    raw["data"].update(
+        vocab_size=fields["vocab_size"],
+        special_tokens=specials,
+        tokenizer_dir=str(run_dir / "data" / "tokenizer"),
+        train_tokens=str(run_dir / "data" / "train.npy"),
+        val_tokens=str(run_dir / "data" / "val.npy"),
+    )
+    raw["run"].update(root=str(run_dir.parent), name=run_dir.name)
+    generation = hf_dir / "generation_config.json"
+    if generation.is_file():
+        gen = json.loads(generation.read_text(encoding="utf-8"))
+        if gen.get("do_sample") and "temperature" in gen:
+            raw["sample"].update(temperature=float(gen["temperature"]))
+            raw["sample"].update(top_p=float(gen.get("top_p", 1.0)))
+    return TrainConfig.from_dict(raw)
+
+
+def _hf_weights(hf_dir: Path) -> dict[str, torch.Tensor]:
+    """All tensors of model.safetensors, a sharded index of them, or pytorch_model.bin."""
+    single = hf_dir / "model.safetensors"
+    index = hf_dir / "model.safetensors.index.json"
+    if single.is_file():
+        return load_safetensors(single)
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        tensors = {}
+        for shard in shards:
+            tensors.update(load_safetensors(hf_dir / shard))
+        return tensors
+    if (hf_dir / "pytorch_model.bin").is_file():
+        return torch.load(hf_dir / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    raise FileNotFoundError(f"no model.safetensors (or pytorch_model.bin) in {hf_dir}")
+
+
+# -- command lines ---------------------------------------------------------------------------
+
+
+def export_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="export-hf", description="Write a tinylm run as a Hugging Face LlamaForCausalLM."
+    )
+    p.add_argument("--run", required=True, type=Path, help="run directory (holds checkpoints/)")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument("--checkpoint", type=Path, default=None, help="default: the run's newest")
+    p.add_argument("--force", action="store_true", help="overwrite files in a non-empty --out")
+    args = p.parse_args(argv)
+
+    def body() -> None:
+        out = export_hf(args.run, args.out, checkpoint=args.checkpoint, force=args.force)
+        print(f"wrote {', '.join(HF_FILES)} and tokenizer files to {out}")
+
+    return run_cli(body, abort_message="interrupted")
+
+
+def import_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="import-hf", description="Load a Hugging Face Llama directory as a tinylm run."
+    )
+    p.add_argument("hf_dir", type=Path, help="directory with config.json, model.safetensors")
+    p.add_argument("--out", required=True, type=Path, help="new run directory")
+    args = p.parse_args(argv)
+
+    def body() -> None:
+        checkpoint = import_hf(args.hf_dir, args.out)
+        print(f"wrote {checkpoint} and {args.out / 'config.toml'}")
+        print(f"sample: generate --run {args.out}")
+        print(
+            f"fine-tune: encode data with bpe-encode --vocab {args.out}/tokenizer/vocab.json "
+            f"--merges {args.out}/tokenizer/merges.txt into {args.out}/data/train.npy and "
+            f"val.npy, then train-lm --run.root {args.out.absolute().parent} "
+            f"--run.name {args.out.name} --resume --train.max_steps N"
+        )
+
+    return run_cli(body, abort_message="interrupted")
