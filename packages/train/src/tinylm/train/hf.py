@@ -45,8 +45,8 @@ __all__ = [
     "model_config_from_llama",
     "rotate_half_rows",
     "save_safetensors",
-    "write_json",
     "to_hf_state_dict",
+    "write_json",
 ]
 
 # (ModelConfig field, the value Llama has). getattr(config, field, plain): a field this version
@@ -322,7 +322,7 @@ def save_safetensors(
     path: str | os.PathLike,
     metadata: dict[str, str] | None = None,
 ) -> None:
-    """Write `tensors` (distinct storage each: no shared views) as a .safetensors file, atomically."""
+    """Write `tensors` as a .safetensors file, atomically (each tensor stored once, in full)."""
     header: dict[str, Any] = {}
     blobs = []
     offset = 0
