@@ -189,7 +189,11 @@ def model_config_from_llama(hf: dict[str, Any], *, rms_norm_eps: float) -> tuple
     kv_heads = hf.get("num_key_value_heads") or heads
     rope = hf.get("rope_parameters") or {}
     scaling = hf.get("rope_scaling")
-    rope_type = rope.get("rope_type") or (scaling or {}).get("rope_type") or "default"
+    # transformers 5 writes rope_parameters, 4.x rope_scaling (null unless scaled)
+    kinds = [rope.get("rope_type", "default")]
+    if scaling:
+        kinds.append(scaling.get("rope_type", scaling.get("type", "default")))
+    rope_type = next((kind for kind in kinds if kind != "default"), "default")
     checks = [
         ("hidden_act", hf.get("hidden_act", "silu"), "silu"),
         ("attention_bias", bool(hf.get("attention_bias", False)), False),
