@@ -53,7 +53,11 @@ HF_FILES = ("config.json", "model.safetensors", "generation_config.json", "token
 
 
 def export_hf(
-    run_dir: str | Path, out_dir: str | Path, *, checkpoint: str | Path | None = None, force=False
+    run_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    checkpoint: str | Path | None = None,
+    force: bool = False,
 ) -> Path:
     """Write the run's newest (or the given) checkpoint as a HF Llama directory; return it."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -91,7 +95,7 @@ def export_hf(
             f"the tokenizer has id {max(tokenizer.vocab)} but model.vocab_size is "
             f"{config.vocab_size}"
         )
-    eos = tokenizer._special_ids.get(specials[0]) if specials else None
+    eos = _special_ids(tokenizer).get(specials[0]) if specials else None
 
     out_dir.mkdir(parents=True, exist_ok=True)
     dtype = str(tensors["model.embed_tokens.weight"].dtype).removeprefix("torch.")
@@ -105,6 +109,11 @@ def export_hf(
     write_json(out_dir / "generation_config.json", _generation_config(raw, eos))
     _write_tokenizer_files(tokenizer, specials, config.context_length, out_dir)
     return out_dir
+
+
+def _special_ids(tokenizer: Tokenizer) -> dict[str, int]:
+    """Special token -> id (a registered special encodes to exactly its own id)."""
+    return {text: tokenizer.encode(text)[0] for text in tokenizer.special_tokens}
 
 
 def _run_config(payload: dict, run_dir: Path, checkpoint: Path) -> dict[str, Any]:
@@ -154,7 +163,7 @@ def _write_tokenizer_files(tokenizer: Tokenizer, specials: list[str], context: i
             "single_word": False,
             "special": True,
         }
-        for text, token_id in sorted(tokenizer._special_ids.items(), key=lambda item: item[1])
+        for text, token_id in sorted(_special_ids(tokenizer).items(), key=lambda item: item[1])
     }
     write_json(
         out / "tokenizer_config.json",
@@ -250,7 +259,8 @@ def _eos_first(tokenizer: Tokenizer, eos_id) -> list[str]:
     """Special tokens with the model's eos first: tinylm separates documents with the first."""
     eos_id = eos_id[0] if isinstance(eos_id, list) and eos_id else eos_id
     specials = list(tokenizer.special_tokens)
-    eos = [text for text in specials if tokenizer._special_ids[text] == eos_id]
+    ids = _special_ids(tokenizer)
+    eos = [text for text in specials if ids[text] == eos_id]
     return eos + [text for text in specials if text not in eos]
 
 
@@ -330,11 +340,11 @@ def import_main(argv: list[str] | None = None) -> int:
         checkpoint = import_hf(args.hf_dir, args.out)
         print(f"wrote {checkpoint} and {args.out / 'config.toml'}")
         print(f"sample: generate --run {args.out}")
+        run, tok = args.out, args.out / "tokenizer"
         print(
-            f"fine-tune: encode data with bpe-encode --vocab {args.out}/tokenizer/vocab.json "
-            f"--merges {args.out}/tokenizer/merges.txt into {args.out}/data/train.npy and "
-            f"val.npy, then train-lm --run.root {args.out.absolute().parent} "
-            f"--run.name {args.out.name} --resume --train.max_steps N"
+            f"fine-tune: bpe-encode --vocab {tok}/vocab.json --merges {tok}/merges.txt "
+            f"TEXT {run}/data/train.npy (and val.npy likewise), then train-lm --run.root "
+            f"{run.absolute().parent} --run.name {run.name} --resume --train.max_steps N"
         )
 
     return run_cli(body, abort_message="interrupted")
