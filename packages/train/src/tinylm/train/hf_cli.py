@@ -79,7 +79,8 @@ def export_hf(
     config = model_config_from_dict(model_raw)
     check_llama_expressible(config)
 
-    model = TransformerLM(config)
+    with torch.random.fork_rng(devices=[]):  # the init is overwritten: leave the caller's RNG
+        model = TransformerLM(config)
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as e:
