@@ -61,7 +61,7 @@ class OptimizerHParams:
     weight_decay: float = 0.1
     embedding_weight_decay: float | None = None
     head_weight_decay: float | None = None
-    scalar_weight_decay: float | None = 0.0
+    scalar_weight_decay: float = 0.0
     muon_momentum: float = 0.95
     nesterov: bool = True
     ns_steps: int = 5
@@ -94,8 +94,12 @@ class OptimizerHParams:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/TOML values; fields left at None ("same as matrix") are omitted (TOML has no
+        null), so `from_dict(to_dict())` gives the same hparams back."""
         return {
-            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in dataclasses.asdict(self).items()
+            if v is not None
         }
 
     @classmethod
