@@ -12,7 +12,7 @@ u/‖u‖_F towards 1 using only matmuls (Keller Jordan, 2024):
 
 Each step maps a singular value σ to a·σ + b·σ³ + c·σ⁵. The coefficients trade exactness for
 speed: after 5 steps every σ that started at ≥ 1e-2·‖u‖_F lands in [0.68, 1.14] (≥ 2e-3: in
-[0.68, 1.21]) instead of exactly 1, which is what Muon needs and ~3x fewer steps than the cubic.
+[0.68, 1.21]) instead of exactly 1: Muon needs the directions equalised, not an exact U·Vᵀ.
 
 Per step, with state `momentum_buffer` (starts at zero) and m = momentum:
 
@@ -65,8 +65,8 @@ def newton_schulz(
     transpose = rows > cols
     if transpose:  # iterate on the wide side: X·Xᵀ is then the smaller (min × min) Gram matrix
         X = X.mT
-    # The norm in float32 even for a bf16 iteration: it sets the scale of everything after it.
-    X = X.float()
+    # The norm in (at least) float32 even for a bf16 iteration: it sets the scale of what follows.
+    X = X.to(torch.promote_types(dtype, torch.float32))
     X = (X / (torch.linalg.matrix_norm(X, keepdim=True) + 1e-7)).to(dtype)
     for _ in range(steps):
         A = torch.bmm(X, X.mT)
