@@ -1,4 +1,4 @@
-"""cosine_lr against the SPEC formula on a grid; CosineSchedule driving an optimizer."""
+"""cosine_lr and wsd_lr against the SPEC formulas on grids; CosineSchedule driving an optimizer."""
 
 import math
 
@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinylm.optim import AdamW, CosineSchedule, cosine_lr
+from tinylm.optim import AdamW, CosineSchedule, cosine_lr, wsd_lr
 
 
 def reference(t, max_lr, min_lr, warmup, cycle):
@@ -99,3 +99,60 @@ def test_schedule_rejects_bad_iters():
     opt = AdamW([torch.nn.Parameter(torch.zeros(1))])
     with pytest.raises(ValueError, match="warmup_iters"):
         CosineSchedule(opt, 1.0, 0.1, warmup_iters=10, cosine_cycle_iters=5)
+
+
+def wsd_reference(t, max_lr, min_lr, warmup, decay, total):
+    """SPEC §4 warmup–stable–decay, written out independently."""
+    if t < warmup:
+        return max_lr * t / warmup
+    if t < total - decay:
+        return max_lr
+    if t <= total:
+        return max_lr + (min_lr - max_lr) * (t - (total - decay)) / decay
+    return min_lr
+
+
+def test_wsd_known_values():
+    # max 1, min 0.1, warmup 4, decay 5, total 12: ramp, plateau 4..6, linear 7..12, floor.
+    got = [wsd_lr(t, 1.0, 0.1, 4, 5, 12) for t in range(15)]
+    expected = [0, 0.25, 0.5, 0.75, 1, 1, 1, 1, 0.82, 0.64, 0.46, 0.28, 0.1, 0.1, 0.1]
+    assert got == pytest.approx(expected, abs=1e-12)
+
+
+def test_wsd_grid_matches_formula():
+    for warmup in (0, 1, 3, 10):
+        for decay in (1, 4, 20):
+            total = warmup + decay + 7
+            for t in range(total + 5):
+                got = wsd_lr(t, 2e-3, 1e-4, warmup, decay, total)
+                assert got == pytest.approx(
+                    wsd_reference(t, 2e-3, 1e-4, warmup, decay, total), rel=1e-12, abs=1e-18
+                )
+
+
+@given(
+    t=st.floats(0, 5000),
+    max_lr=st.floats(1e-6, 10.0),
+    frac=st.floats(0.0, 1.0),
+    warmup=st.integers(0, 500),
+    stable=st.integers(0, 2000),
+    decay=st.integers(1, 2000),
+)
+def test_wsd_bounds_and_shape(t, max_lr, frac, warmup, stable, decay):
+    min_lr = max_lr * frac
+    total = warmup + stable + decay
+    got = wsd_lr(t, max_lr, min_lr, warmup, decay, total)
+    assert got == pytest.approx(wsd_reference(t, max_lr, min_lr, warmup, decay, total), rel=1e-9)
+    assert 0 <= got <= max_lr * (1 + 1e-12)
+    if t >= warmup:  # after warmup: never below the floor, never rising
+        assert got >= min_lr * (1 - 1e-12)
+        later = wsd_lr(t + 1.0, max_lr, min_lr, warmup, decay, total)
+        assert later <= got * (1 + 1e-12)
+    if t >= total:
+        assert got == pytest.approx(min_lr)
+
+
+def test_wsd_without_decay_is_a_step():
+    assert wsd_lr(9, 1.0, 0.1, 2, 0, 10) == 1.0
+    assert wsd_lr(10, 1.0, 0.1, 2, 0, 10) == 0.1
+    assert wsd_lr(0, 1.0, 0.1, 0, 5, 10) == 1.0

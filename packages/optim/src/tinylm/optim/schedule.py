@@ -1,4 +1,4 @@
-"""Learning-rate schedule: linear warmup, cosine decay to a floor, then constant (SPEC §4)."""
+"""Learning-rate formulas (SPEC §4): warmup + cosine, warmup–stable–decay; `CosineSchedule`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["CosineSchedule", "cosine_lr"]
+__all__ = ["CosineSchedule", "cosine_lr", "wsd_lr"]
 
 
 def cosine_lr(
@@ -28,6 +28,35 @@ def cosine_lr(
         return max_lr
     progress = (t - warmup_iters) / span
     return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (max_lr - min_lr)
+
+
+def wsd_lr(
+    t: float,
+    max_lr: float,
+    min_lr: float,
+    warmup_iters: float,
+    decay_iters: float,
+    total_iters: float,
+) -> float:
+    """Warmup–stable–decay ("trapezoid") learning rate at step `t`.
+
+    t < warmup:                      t/warmup · max_lr
+    warmup ≤ t < total − decay:      max_lr                          (the stable plateau)
+    total − decay ≤ t ≤ total:       max + (min − max)·(t − (total − decay))/decay   (linear decay)
+    t > total:                       min_lr
+
+    The rules are tried in that order, so warmup wins where it overlaps the decay. With
+    `decay_iters == 0` there is no decay: max_lr up to and excluding `total`, min_lr from `total`
+    on (the limit of the formula). Steps may be fractional (a position fitted to wall-clock time).
+    """
+    if t < warmup_iters:
+        return t / warmup_iters * max_lr
+    decay_start = total_iters - decay_iters
+    if t < decay_start:
+        return max_lr
+    if t > total_iters or decay_iters <= 0:
+        return min_lr
+    return max_lr + (min_lr - max_lr) * (t - decay_start) / decay_iters
 
 
 class CosineSchedule:
