@@ -5,7 +5,13 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from tinylm.nn import CausalSelfAttention, RotaryEmbedding, scaled_dot_product_attention
+from tinylm.nn import (
+    ATTENTION_KERNELS,
+    QKV_PROJECTIONS,
+    CausalSelfAttention,
+    RotaryEmbedding,
+    scaled_dot_product_attention,
+)
 
 
 @pytest.mark.parametrize("leading", [(3,), (2, 4)])
@@ -92,19 +98,27 @@ def test_attention_is_causal():
     torch.testing.assert_close(attn(x2)[:, :5], y[:, :5])
 
 
-def test_fast_paths_match_naive_path():
+def with_kernels(attn, attention="naive", fused_qkv=False):
+    attn.set_kernels(ATTENTION_KERNELS[attention], QKV_PROJECTIONS[fused_qkv])
+    return attn
+
+
+@pytest.mark.parametrize("qk_norm", [False, True])
+def test_fast_paths_match_naive_path(qk_norm):
     torch.manual_seed(0)
     rope = RotaryEmbedding(10000.0, 4, 32)
-    naive = CausalSelfAttention(16, 4, rope)
+    naive = CausalSelfAttention(16, 4, rope, qk_norm=qk_norm)
     x = torch.randn(2, 9, 16)
     for kwargs in (
         {"attention": "sdpa"},
         {"fused_qkv": True},
         {"attention": "sdpa", "fused_qkv": True},
     ):
-        fast = CausalSelfAttention(16, 4, rope, **kwargs)
+        fast = with_kernels(CausalSelfAttention(16, 4, rope, qk_norm=qk_norm), **kwargs)
         fast.load_state_dict(naive.state_dict())
         torch.testing.assert_close(fast(x), naive(x), rtol=1e-4, atol=1e-5)
+        with torch.no_grad():  # the no-grad fused path reuses a cached stacked weight
+            torch.testing.assert_close(fast(x), naive(x), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("attention", ["naive", "sdpa"])
@@ -112,7 +126,7 @@ def test_kv_cache_prefill_then_decode_matches_full_forward(attention):
     from tinylm.nn.attention import LayerKVCache
 
     torch.manual_seed(0)
-    attn = CausalSelfAttention(16, 4, RotaryEmbedding(10000.0, 4, 32), attention=attention)
+    attn = with_kernels(CausalSelfAttention(16, 4, RotaryEmbedding(10000.0, 4, 32)), attention)
     x = torch.randn(2, 10, 16)
     full = attn(x)
     cache = LayerKVCache(2, 4, 32, 4, device="cpu", dtype=torch.float32)

@@ -1,11 +1,9 @@
 """torch.compile: the training step compiles as one graph (CPU, inductor); GPU fast path."""
 
-import dataclasses
-
 import pytest
 import torch
 
-from tinylm.nn import ModelConfig, TransformerLM, cross_entropy
+from tinylm.nn import ComputeConfig, ModelConfig, TransformerLM, cross_entropy
 
 CONFIG = ModelConfig(
     vocab_size=64, context_length=16, d_model=32, num_layers=2, num_heads=4, d_ff=64
@@ -45,9 +43,8 @@ def test_cuda_bf16_compiled_fast_path_matches_plain_model():
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     torch.manual_seed(0)
-    fast_config = dataclasses.replace(CONFIG, attention="sdpa", fused_qkv=True)
     plain = TransformerLM(CONFIG, device="cuda")
-    fast = TransformerLM(fast_config, device="cuda")
+    fast = TransformerLM(CONFIG, ComputeConfig(attention="sdpa", fused_qkv=True), device="cuda")
     fast.load_state_dict(plain.state_dict())
     compiled = torch.compile(fast)
     ids = torch.randint(0, 64, (4, 16), device="cuda")

@@ -1,8 +1,15 @@
 """Scaled dot-product attention and causal multi-head self-attention, with a KV cache.
 
-The from-scratch path is `scaled_dot_product_attention` below. `attention="sdpa"` swaps in
-torch's fused kernel (FlashAttention / memory-efficient on GPU) for speed; it is the *only* use of
-torch.nn.functional in this package and must agree with the naive path (tested).
+The from-scratch path is `scaled_dot_product_attention` below. Faster kernels for the same
+function (torch's fused SDPA, one fused QKV matmul) live in `compute.py`'s tables and are plugged
+in by `CausalSelfAttention.set_kernels`; the defaults here are the references they must match.
+
+Recipe switches (each off by default; off = the plain layer with the same keys):
+- `qk_norm`: q and k are RMS-normalised over the head dim, per head, before RoPE (`q_norm`,
+  `k_norm`: RMSNorm(d_k), one gain vector shared by all heads; no gain if `norm_affine=False`).
+  Scores then no longer grow with the q/k weights' scale, which keeps softmax out of saturation.
+- `value_embedding`: `forward(..., value_embedding=e)` adds `value_gate ⊙ e` to V (a learned
+  vector gate per layer, init 0.5); `e` is a token-embedding-like table lookup made by the model.
 """
 
 import math
@@ -11,12 +18,13 @@ import torch
 from einops import rearrange
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from torch.nn import Module
-from torch.nn.functional import scaled_dot_product_attention as _fused_sdpa  # fast path only
+from torch.nn import Module, Parameter
 
-from tinylm.nn.layers import Linear, softmax
+from tinylm.nn.layers import Linear, RMSNorm, softmax
 from tinylm.nn.rope import RotaryEmbedding
 from tinylm.nn.typecheck import typechecked
+
+VALUE_GATE_INIT = 0.5  # half of the table at the start, like modded-nanogpt's λ = 0.5
 
 
 @typechecked
@@ -35,6 +43,23 @@ def scaled_dot_product_attention(
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = softmax(scores, dim=-1)  # statistics in float32, result in scores' dtype
     return weights @ V
+
+
+def causal_mask(queries: int, past: int, device) -> Tensor:
+    """(queries, past+queries) bool: query i sits at index past+i and may attend keys j ≤ past+i."""
+    query_index = torch.arange(past, past + queries, device=device)
+    key_index = torch.arange(past + queries, device=device)
+    return key_index[None, :] <= query_index[:, None]
+
+
+def reference_attention(q: Tensor, k: Tensor, v: Tensor, past: int) -> Tensor:
+    """Causal attention of q (..., seq, d_k) on k/v (..., past+seq, d_k), from scratch."""
+    return scaled_dot_product_attention(q, k, v, causal_mask(q.shape[-2], past, q.device))
+
+
+def project_qkv_separately(attn: "CausalSelfAttention", x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The reference projection: three matmuls."""
+    return attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)
 
 
 class LayerKVCache:
@@ -77,34 +102,44 @@ class CausalSelfAttention(Module):
         num_heads: int,
         rope: RotaryEmbedding | None = None,
         *,
-        attention: str = "naive",
-        fused_qkv: bool = False,
+        qk_norm: bool = False,
+        value_embedding: bool = False,
+        norm_affine: bool = True,
         device=None,
         dtype=None,
     ):
         super().__init__()
         if d_model % num_heads != 0:
             raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
-        if attention not in ("naive", "sdpa"):
-            raise ValueError(f"attention must be 'naive' or 'sdpa', got {attention!r}")
         self.d_model = d_model
         self.num_heads = num_heads
         self.d_k = d_model // num_heads
-        self.attention = attention
-        self.fused_qkv = fused_qkv
         self.rope = rope
         self.q_proj = Linear(d_model, d_model, device=device, dtype=dtype)
         self.k_proj = Linear(d_model, d_model, device=device, dtype=dtype)
         self.v_proj = Linear(d_model, d_model, device=device, dtype=dtype)
         self.output_proj = Linear(d_model, d_model, device=device, dtype=dtype)
+        if qk_norm:
+            self.q_norm = RMSNorm(self.d_k, device=device, dtype=dtype, affine=norm_affine)
+            self.k_norm = RMSNorm(self.d_k, device=device, dtype=dtype, affine=norm_affine)
+        if value_embedding:
+            self.value_gate = Parameter(
+                torch.full((d_model,), VALUE_GATE_INIT, device=device, dtype=dtype)
+            )
+        self.set_kernels(reference_attention, project_qkv_separately)
 
-    def _project_qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        if self.fused_qkv:
-            # One (3·d_model, d_model) matmul; the weights stay separate parameters so the
-            # state-dict keys (q_proj/k_proj/v_proj) do not change.
-            weight = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
-            return (x @ weight.t()).split(self.d_model, dim=-1)
-        return self.q_proj(x), self.k_proj(x), self.v_proj(x)
+    @property
+    def qk_norm(self) -> bool:
+        return hasattr(self, "q_norm")
+
+    @property
+    def uses_value_embedding(self) -> bool:
+        return hasattr(self, "value_gate")
+
+    def set_kernels(self, attention_kernel, project_qkv) -> None:
+        """Plug in the kernels (see compute.py); they compute the same function."""
+        self.attention_kernel = attention_kernel
+        self.project_qkv = project_qkv
 
     @typechecked
     def forward(
@@ -112,17 +147,27 @@ class CausalSelfAttention(Module):
         x: Float[Tensor, "... seq d_model"],
         token_positions: Int[Tensor, "... seq"] | None = None,
         kv_cache: LayerKVCache | None = None,
+        value_embedding: Float[Tensor, "... seq d_model"] | None = None,
     ) -> Float[Tensor, "... seq d_model"]:
         if x.shape[-1] != self.d_model:
             raise ValueError(
                 f"CausalSelfAttention: input has d_model={x.shape[-1]}, expected {self.d_model}"
             )
+        if (value_embedding is not None) != self.uses_value_embedding:
+            raise ValueError(
+                "CausalSelfAttention: value_embedding must be given exactly when the layer was "
+                "built with value_embedding=True"
+            )
         seq = x.shape[-2]
         past = kv_cache.length if kv_cache is not None else 0
-        q, k, v = self._project_qkv(x)
+        q, k, v = self.project_qkv(self, x)
+        if value_embedding is not None:
+            v = v + (self.value_gate * value_embedding).to(v.dtype)
         q, k, v = (
             rearrange(t, "... seq (h d) -> ... h seq d", h=self.num_heads) for t in (q, k, v)
         )
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
 
         if self.rope is not None:
             if token_positions is None:
@@ -132,17 +177,6 @@ class CausalSelfAttention(Module):
 
         if kv_cache is not None:
             k, v = kv_cache.append(k, v)
-        # Query i sits at absolute index past+i and may attend every key j <= past+i.
-        query_index = torch.arange(past, past + seq, device=x.device)
-        key_index = torch.arange(past + seq, device=x.device)
-        causal = key_index[None, :] <= query_index[:, None]  # (seq, past+seq)
-
-        if self.attention == "sdpa":
-            if kv_cache is None:
-                out = _fused_sdpa(q, k, v, is_causal=True)
-            else:
-                out = _fused_sdpa(q, k.to(q.dtype), v.to(q.dtype), attn_mask=causal)
-        else:
-            out = scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), causal)
+        out = self.attention_kernel(q, k.to(q.dtype), v.to(q.dtype), past)
         out = rearrange(out, "... h seq d -> ... seq (h d)")
         return self.output_proj(out)

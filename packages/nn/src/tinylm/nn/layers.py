@@ -1,4 +1,4 @@
-"""The basic layers, from scratch: Linear, Embedding, RMSNorm, silu, softmax and the two FFNs.
+"""The basic layers, from scratch: Linear, Embedding, RMSNorm, silu, softmax, the FFNs, softcap.
 
 Numerics: softmax and RMSNorm compute their statistics in float32 whatever the input dtype and
 return the input dtype, so bf16/fp16 activations never overflow in x² or exp.
@@ -77,13 +77,20 @@ class Embedding(Module):
 
 
 class RMSNorm(Module):
-    """x / sqrt(mean(x²) + eps) * weight over the last dim, computed in float32."""
+    """x / sqrt(mean(x²) + eps) * weight over the last dim, computed in float32.
 
-    def __init__(self, d_model: int, eps: float = 1e-5, device=None, dtype=None):
+    `affine=False` drops the learnable `weight` (parameter-free norm: no state-dict key).
+    """
+
+    def __init__(
+        self, d_model: int, eps: float = 1e-5, device=None, dtype=None, *, affine: bool = True
+    ):
         super().__init__()
         self.d_model = d_model
         self.eps = eps
-        self.weight = Parameter(torch.ones(d_model, device=device, dtype=dtype))
+        self.affine = affine
+        if affine:
+            self.weight = Parameter(torch.ones(d_model, device=device, dtype=dtype))
 
     @typechecked
     def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
@@ -91,16 +98,24 @@ class RMSNorm(Module):
         in_dtype = x.dtype
         x32 = upcast(x)  # x² of a bf16/fp16 activation can overflow or lose all precision
         inv_rms = torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        if not self.affine:
+            return (x32 * inv_rms).to(in_dtype)
         return (x32 * inv_rms * self.weight.to(x32.dtype)).to(in_dtype)
 
     def extra_repr(self) -> str:
-        return f"{self.d_model}, eps={self.eps}"
+        return f"{self.d_model}, eps={self.eps}" + ("" if self.affine else ", affine=False")
 
 
 @typechecked
 def silu(x: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
     """x·σ(x)."""
     return x * torch.sigmoid(x)
+
+
+@typechecked
+def relu_squared(x: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
+    """max(x, 0)²."""
+    return torch.clamp_min(x, 0).square()
 
 
 @typechecked
@@ -145,3 +160,34 @@ class SiLUFeedForward(Module):
     @typechecked
     def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
         return self.w2(silu(self.w1(x)))
+
+
+class ReLU2FeedForward(Module):
+    """Ungated FFN with squared ReLU (Primer; modded-nanogpt): w2(relu(w1 x)²).
+
+    Two matrices like the SiLU FFN, so the usual width is 4·d_model.
+    """
+
+    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None):
+        super().__init__()
+        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)
+        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)
+
+    @typechecked
+    def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
+        return self.w2(relu_squared(self.w1(x)))
+
+
+# ModelConfig.ffn -> class; every class is (d_model, d_ff) -> module with w1, w2 (and w3).
+FFN_VARIANTS: dict[str, type[Module]] = {
+    "swiglu": SwiGLU,
+    "silu": SiLUFeedForward,
+    "relu2": ReLU2FeedForward,
+}
+
+
+def logit_softcap(logits: Tensor, cap: float) -> Tensor:
+    """cap·tanh(logits/cap) (Gemma 2; modded-nanogpt): smooth, monotone, |out| < cap. 0 = off."""
+    if cap <= 0:
+        return logits
+    return cap * torch.tanh(logits / cap)

@@ -1,25 +1,31 @@
 """The transformer: blocks of attention + feed-forward, and the language model around them.
 
-    token ids ─ token_embeddings ─ layers[0..L-1] ─ ln_final ─ lm_head ─ logits
+    token ids ─ token_embeddings ─ layers[0..L-1] ─ ln_final ─ lm_head ─ softcap ─ logits
+                value_embeddings ─┘ (V of some layers)   └─ U-net skips (early → late layers)
 
 Block (pre-norm, the default):   z = x + attn(ln1(x));   y = z + ffn(ln2(z))
 Ablations from `ModelConfig`:    norm="post": z = ln1(x + attn(x)); y = ln2(z + ffn(z))
                                  norm="none": no RMSNorm anywhere (no ln1/ln2/ln_final)
                                  position="none": no RoPE (the causal mask alone orders tokens)
-                                 ffn="silu": ungated w2(silu(w1 x)) instead of SwiGLU
+                                 ffn: a key of FFN_VARIANTS (swiglu, silu, relu2)
+Recipe switches (SPEC §3.1):     qk_norm, logit_softcap, value_embeddings, unet_skips,
+                                 zero_init_proj, parameter_free_norm (see ModelConfig)
+Kernels (attention, fused QKV, loss) come from a `ComputeConfig` and never change the function.
 """
 
 import re
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from torch.nn import Module, ModuleList
+from torch.nn import Module, ModuleList, Parameter
 
 from tinylm.nn.attention import CausalSelfAttention, LayerKVCache
+from tinylm.nn.compute import ATTENTION_KERNELS, LOSS_KERNELS, QKV_PROJECTIONS, ComputeConfig
 from tinylm.nn.config import ModelConfig
-from tinylm.nn.layers import Embedding, Linear, RMSNorm, SiLUFeedForward, SwiGLU
+from tinylm.nn.layers import FFN_VARIANTS, Embedding, Linear, RMSNorm, logit_softcap
 from tinylm.nn.rope import RotaryEmbedding
 from tinylm.nn.typecheck import typechecked
 
@@ -29,24 +35,37 @@ _WRAPPER_PREFIX = re.compile(r"^(?:_orig_mod\.|module\.)+")
 
 class TransformerBlock(Module):
     def __init__(
-        self, config: ModelConfig, rope: RotaryEmbedding | None = None, *, device=None, dtype=None
+        self,
+        config: ModelConfig,
+        rope: RotaryEmbedding | None = None,
+        *,
+        value_embedding: bool = False,
+        device=None,
+        dtype=None,
     ):
         super().__init__()
         self.norm = config.norm
+        affine = not config.parameter_free_norm
         self.attn = CausalSelfAttention(
             config.d_model,
             config.num_heads,
             rope,
-            attention=config.attention,
-            fused_qkv=config.fused_qkv,
+            qk_norm=config.qk_norm,
+            value_embedding=value_embedding,
+            norm_affine=affine,
             device=device,
             dtype=dtype,
         )
-        ffn_class = SwiGLU if config.ffn == "swiglu" else SiLUFeedForward
-        self.ffn = ffn_class(config.d_model, config.d_ff, device=device, dtype=dtype)
+        self.ffn = FFN_VARIANTS[config.ffn](config.d_model, config.d_ff, device=device, dtype=dtype)
         if config.norm != "none":
-            self.ln1 = RMSNorm(config.d_model, device=device, dtype=dtype)
-            self.ln2 = RMSNorm(config.d_model, device=device, dtype=dtype)
+            self.ln1 = RMSNorm(config.d_model, device=device, dtype=dtype, affine=affine)
+            self.ln2 = RMSNorm(config.d_model, device=device, dtype=dtype, affine=affine)
+        if config.zero_init_proj:
+            # Drawn first, then zeroed, so every other weight matches the plain model's init.
+            # A pre-norm block starts as the identity: both residual branches output zero.
+            with torch.no_grad():
+                self.attn.output_proj.weight.zero_()
+                self.ffn.w2.weight.zero_()
 
     @typechecked
     def forward(
@@ -54,14 +73,18 @@ class TransformerBlock(Module):
         x: Float[Tensor, "... seq d_model"],
         token_positions: Int[Tensor, "... seq"] | None = None,
         kv_cache: LayerKVCache | None = None,
+        value_embedding: Float[Tensor, "... seq d_model"] | None = None,
     ) -> Float[Tensor, "... seq d_model"]:
+        def attn(h: Tensor) -> Tensor:
+            return self.attn(h, token_positions, kv_cache, value_embedding)
+
         if self.norm == "pre":
-            z = x + self.attn(self.ln1(x), token_positions, kv_cache)
+            z = x + attn(self.ln1(x))
             return z + self.ffn(self.ln2(z))
         if self.norm == "post":
-            z = self.ln1(x + self.attn(x, token_positions, kv_cache))
+            z = self.ln1(x + attn(x))
             return self.ln2(z + self.ffn(z))
-        z = x + self.attn(x, token_positions, kv_cache)
+        z = x + attn(x)
         return z + self.ffn(z)
 
 
@@ -85,10 +108,21 @@ class KVCache:
 
 
 class TransformerLM(Module):
-    """Decoder-only transformer language model: token ids (..., seq) -> logits (..., seq, vocab)."""
+    """Decoder-only transformer language model: token ids (..., seq) -> logits (..., seq, vocab).
 
-    def __init__(self, config: ModelConfig, device=None, dtype=None):
+    `model(ids)` gives logits (softcapped when `logit_softcap` > 0); `model(ids, targets=y)` gives
+    the mean cross-entropy, computed by the `compute.loss` kernel.
+    """
+
+    def __init__(
+        self, config: ModelConfig, compute: ComputeConfig | None = None, device=None, dtype=None
+    ):
         super().__init__()
+        if compute is not None and not isinstance(compute, ComputeConfig):
+            raise TypeError(
+                f"TransformerLM(config, compute=None, device=None, dtype=None): compute must be a "
+                f"ComputeConfig, got {compute!r} (pass device= and dtype= by keyword)"
+            )
         self.config = config
         self.token_embeddings = Embedding(config.vocab_size, config.d_model, device, dtype)
         # One RoPE table shared by every layer: it depends only on the config.
@@ -97,22 +131,53 @@ class TransformerLM(Module):
             rope = RotaryEmbedding(
                 config.rope_theta, config.head_dim, config.context_length, device, dtype
             )
+        self.value_tables = config.value_embedding_tables  # per layer: table index or None
         self.layers = ModuleList(
-            TransformerBlock(config, rope, device=device, dtype=dtype)
-            for _ in range(config.num_layers)
+            TransformerBlock(
+                config, rope, value_embedding=table is not None, device=device, dtype=dtype
+            )
+            for table in self.value_tables
         )
         if config.norm != "none":
-            self.ln_final = RMSNorm(config.d_model, device=device, dtype=dtype)
+            self.ln_final = RMSNorm(
+                config.d_model, device=device, dtype=dtype, affine=not config.parameter_free_norm
+            )
         self.lm_head = Linear(config.d_model, config.vocab_size, device, dtype)
         if config.tie_embeddings:
             # Share one matrix. It keeps lm_head's (Glorot) init: Embedding's std-1 init would
             # make the initial logits ~√d_model large. Both keys stay in the state dict.
             self.token_embeddings.weight = self.lm_head.weight
+        # Recipe parameters are created last, so the plain weights draw the same random numbers
+        # with or without them.
+        self.value_embeddings = ModuleList(
+            Embedding(config.vocab_size, config.d_model, device, dtype)
+            for _ in range(config.value_embeddings)
+        )
+        self.unet_pairs = config.unet_pairs  # (encoder layer, decoder layer)
+        if self.unet_pairs:
+            self.skip_weights = Parameter(
+                torch.ones(len(self.unet_pairs), device=device, dtype=dtype)
+            )
+        self.set_compute(compute or ComputeConfig())
+
+    def set_compute(self, compute: ComputeConfig) -> None:
+        """Switch kernels (attention, fused QKV, loss); weights and function stay the same."""
+        if not isinstance(compute, ComputeConfig):
+            raise TypeError(f"set_compute needs a ComputeConfig, got {compute!r}")
+        self.compute = compute
+        for layer in self.layers:
+            layer.attn.set_kernels(
+                ATTENTION_KERNELS[compute.attention], QKV_PROJECTIONS[compute.fused_qkv]
+            )
+        self.loss_kernel = LOSS_KERNELS[compute.loss]
 
     @typechecked
     def forward(
-        self, token_ids: Int[Tensor, "... seq"], kv_cache: KVCache | None = None
-    ) -> Float[Tensor, "... seq vocab"]:
+        self,
+        token_ids: Int[Tensor, "... seq"],
+        kv_cache: KVCache | None = None,
+        targets: Int[Tensor, "... seq"] | None = None,
+    ) -> Float[Tensor, "... seq vocab"] | Float[Tensor, ""]:
         seq = token_ids.shape[-1]
         past = kv_cache.length if kv_cache is not None else 0
         if past + seq > self.config.context_length:
@@ -122,11 +187,51 @@ class TransformerLM(Module):
                 f"{self.config.context_length}"
             )
         x = self.token_embeddings(token_ids)
+        # Cross-layer state: value-embedding lookups (shared by the first and last layers) and
+        # the outputs of the early layers waiting for their U-net partner.
+        values = [table(token_ids) for table in self.value_embeddings]
+        skip_to = {decoder: (j, encoder) for j, (encoder, decoder) in enumerate(self.unet_pairs)}
+        saved: dict[int, Tensor] = {}
         for i, layer in enumerate(self.layers):
-            x = layer(x, None, kv_cache.layers[i] if kv_cache is not None else None)
+            if i in skip_to:
+                j, encoder = skip_to[i]
+                x = x + self.skip_weights[j] * saved.pop(encoder)
+            table = self.value_tables[i]
+            x = layer(
+                x,
+                None,
+                kv_cache.layers[i] if kv_cache is not None else None,
+                values[table] if table is not None else None,
+            )
+            if i < len(self.unet_pairs):
+                saved[i] = x
         if self.config.norm != "none":
             x = self.ln_final(x)
-        return self.lm_head(x)
+        if targets is not None:
+            return self.loss_kernel(
+                x, self.lm_head.weight, targets, softcap=self.config.logit_softcap
+            )
+        return logit_softcap(self.lm_head(x), self.config.logit_softcap)
+
+    def parameter_groups(self) -> dict[str, list[Parameter]]:
+        """Parameters by role (SPEC §3.1), each exactly once, for per-role optimizers.
+
+        - "matrix": the Linear weights inside the blocks (q/k/v/output_proj, FFN w1/w2/w3)
+        - "embedding": token_embeddings and the value-embedding tables (a tied lm_head too)
+        - "head": lm_head when untied, else empty
+        - "scalar": everything else: RMSNorm gains, value gates, U-net skip weights
+        """
+        matrix = [
+            module.weight
+            for layer in self.layers
+            for module in layer.modules()
+            if isinstance(module, Linear)
+        ]
+        embedding = [self.token_embeddings.weight, *(t.weight for t in self.value_embeddings)]
+        head = [] if self.config.tie_embeddings else [self.lm_head.weight]
+        taken = {id(p) for p in (*matrix, *embedding, *head)}
+        scalar = [p for p in self.parameters() if id(p) not in taken]
+        return {"matrix": matrix, "embedding": embedding, "head": head, "scalar": scalar}
 
     def new_kv_cache(self, batch_size: int, device=None, dtype=None) -> KVCache:
         """An empty cache for `forward(ids, kv_cache=...)` with ids of shape (batch_size, seq)."""

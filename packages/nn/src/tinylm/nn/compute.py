@@ -1,0 +1,188 @@
+"""How a model is computed, apart from what it is: `ComputeConfig` and the tables of fast ops.
+
+`ModelConfig` fixes the function (shapes, switches, hence the weights); `ComputeConfig` only picks
+kernels for that same function, so a run may resume with other kernels but never another
+architecture. Each table maps a ComputeConfig value to a kernel; the first entry is the
+from-scratch reference (defined in attention.py / loss.py), the others must match it (tested):
+
+    ATTENTION_KERNELS  "naive": scaled_dot_product_attention + causal mask (reference)
+                       "sdpa":  torch.nn.functional.scaled_dot_product_attention (fused kernel)
+    QKV_PROJECTIONS    False: q_proj(x), k_proj(x), v_proj(x) (reference)
+                       True:  one matmul against the stacked q/k/v weights (keys unchanged)
+    LOSS_KERNELS       "full": lm_head → softcap → cross_entropy on all logits (reference)
+                       "chunked": loss.linear_cross_entropy, joins once loss.py defines it
+
+`compile` and `dtype` are not used inside tinylm.nn: they ride along so that the train package
+has every "how" knob in one `[compute]` section.
+"""
+
+import dataclasses
+import difflib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+from torch.nn import Module
+from torch.nn.functional import scaled_dot_product_attention as _fused_sdpa  # fast path only
+
+from tinylm.nn import loss as _loss
+from tinylm.nn.attention import causal_mask, project_qkv_separately, reference_attention
+from tinylm.nn.config import MOVED_TO_COMPUTE
+from tinylm.nn.layers import logit_softcap
+from tinylm.nn.loss import cross_entropy
+from tinylm.nn.typecheck import is_compiling
+
+# ----------------------------------------------------------------------------------- attention
+
+
+def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, past: int) -> Tensor:
+    """torch's fused kernel; `is_causal` (its fastest form) when there is no cached prefix."""
+    if past == 0:
+        return _fused_sdpa(q, k, v, is_causal=True)
+    return _fused_sdpa(q, k, v, attn_mask=causal_mask(q.shape[-2], past, q.device))
+
+
+# kernel(q, k, v, past) -> out; q (..., heads, seq, d_k), k/v (..., heads, past+seq, d_k).
+ATTENTION_KERNELS: dict[str, Callable[[Tensor, Tensor, Tensor, int], Tensor]] = {
+    "naive": reference_attention,  # attention.py: scaled_dot_product_attention + causal mask
+    "sdpa": sdpa_attention,
+}
+
+# ---------------------------------------------------------------------------------- fused QKV
+
+
+class StackedWeightCache:
+    """torch.cat of the q/k/v weights, reused while none of them has changed.
+
+    With autograd on, the concatenation must be part of the graph (it routes the gradient back to
+    the three parameters), so it is redone every call: one copy of 3·d² numbers, small next to
+    the matmul (measured in the README). Without autograd (eval, decoding) it is cached, keyed by
+    each weight's storage and in-place version counter, so an optimizer step, `load_state_dict`
+    or `.to()` invalidates it. Under torch.compile the cat is left to the compiler. Caveats: it
+    holds one extra copy of the three weights per layer while cached, and a write through
+    `weight.data` bypasses the version counter (update weights in place under no_grad instead,
+    as torch.optim and tinylm.optim do).
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._value: Tensor | None = None
+
+    def __call__(self, weights: tuple[Tensor, ...]) -> Tensor:
+        key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
+        if key != self._key or self._value is None:
+            self._key, self._value = key, torch.cat(weights)
+        return self._value
+
+
+def project_qkv_fused(attn: Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """One (3·d_model, d_model) matmul instead of three; the weights stay three parameters."""
+    weights = (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight)
+    needs_graph = torch.is_grad_enabled() and any(w.requires_grad for w in weights)
+    if needs_graph or is_compiling():
+        stacked = torch.cat(weights)
+    else:
+        if not isinstance(getattr(attn, "_stacked_qkv", None), StackedWeightCache):
+            attn._stacked_qkv = StackedWeightCache()  # a plain attribute: not in the state dict
+        stacked = attn._stacked_qkv(weights)
+    q, k, v = (x @ stacked.t()).split(attn.d_model, dim=-1)
+    return q, k, v
+
+
+# projection(attn, x) -> (q, k, v), each (..., seq, d_model).
+QKV_PROJECTIONS: dict[bool, Callable[[Module, Tensor], tuple[Tensor, Tensor, Tensor]]] = {
+    False: project_qkv_separately,  # attention.py: q_proj(x), k_proj(x), v_proj(x)
+    True: project_qkv_fused,
+}
+
+# --------------------------------------------------------------------------------------- loss
+
+
+def full_logits_loss(
+    hidden: Tensor, weight: Tensor, targets: Tensor, *, softcap: float = 0.0
+) -> Tensor:
+    """The reference loss: logits = hidden Wᵀ (all of them), softcap, mean cross-entropy."""
+    return cross_entropy(logit_softcap(hidden @ weight.t(), softcap), targets)
+
+
+# kernel(hidden (..., d_model), lm_head weight (vocab, d_model), targets (...), *, softcap) -> mean
+LOSS_KERNELS: dict[str, Callable[..., Tensor]] = {"full": full_logits_loss}
+# The chunked kernel lives in loss.py (another module's concern) with the same signature
+# (`chunk_size` keeps its default); it joins the table as soon as loss.py defines it.
+if hasattr(_loss, "linear_cross_entropy"):
+    LOSS_KERNELS["chunked"] = _loss.linear_cross_entropy
+
+# ------------------------------------------------------------------------------------- config
+
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+@dataclass(frozen=True)
+class ComputeConfig:
+    """Kernels for computing a `TransformerLM`; never changes its function or weights.
+
+    - `attention`: key of `ATTENTION_KERNELS` ("naive" from scratch, "sdpa" torch's fused kernel)
+    - `fused_qkv`: one matmul for Q, K, V against the stacked weights (keys stay q/k/v_proj)
+    - `loss`: key of `LOSS_KERNELS`, used by `model(ids, targets=...)`
+    - `compile`, `dtype` ("auto" | "float32" | "bfloat16"): carried for the train package
+      (torch.compile the model; autocast dtype, "auto" = bf16 on CUDA, else float32)
+    """
+
+    attention: Literal["naive", "sdpa"] = "naive"
+    fused_qkv: bool = False
+    loss: Literal["full", "chunked"] = "full"
+    compile: bool = False
+    dtype: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("attention", tuple(ATTENTION_KERNELS)),
+            ("loss", tuple(LOSS_KERNELS)),
+            ("dtype", DTYPES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"ComputeConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}"
+                )
+        for name in ("fused_qkv", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"ComputeConfig.{name} must be a bool, got {getattr(self, name)!r}"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ComputeConfig":
+        """Build from a dict; unknown keys fail with the closest valid name suggested."""
+        valid = [f.name for f in dataclasses.fields(cls)]
+        for key in d:
+            if key not in valid:
+                close = difflib.get_close_matches(str(key), valid, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"unknown ComputeConfig key {key!r}{hint}")
+        return cls(**d)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ComputeConfig":
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"ComputeConfig JSON must be an object, got {type(data).__name__}")
+        return cls.from_dict(data)
+
+
+def split_compute_keys(model_dict: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split an old ModelConfig dict (with `attention`/`fused_qkv`) into (model, compute) dicts.
+
+    For configs saved before the split: `ModelConfig.from_dict(m)`, `ComputeConfig.from_dict(c)`.
+    """
+    model = {k: v for k, v in model_dict.items() if k not in MOVED_TO_COMPUTE}
+    compute = {k: v for k, v in model_dict.items() if k in MOVED_TO_COMPUTE}
+    return model, compute
