@@ -1,6 +1,7 @@
 """tinylm.train: batches, checkpoints, run configs and the `train-lm` training loop.
 
 config = load_config(overrides={"train.max_steps": 200})   # default.toml + overrides
+config = load_config("modern")                             # a bundled config by name
 result = train(config)                                     # -> RunResult (losses, paths, model)
 x, y = get_batch(np.load("train.npy", mmap_mode="r"), 16, 128, "cpu")
 save_checkpoint(model, optimizer, step, "ckpt.pt", scheduler=schedule)
@@ -23,6 +24,7 @@ from tinylm.train.config import (
     RunConfig,
     SampleConfig,
     TrainConfig,
+    bundled_configs,
     default_config_path,
     load_config,
 )
@@ -47,6 +49,7 @@ __all__ = [
     "SampleConfig",
     "TrainConfig",
     "TrainingDiverged",
+    "bundled_configs",
     "bundled_corpus",
     "capture_rng_state",
     "check_tokens",
