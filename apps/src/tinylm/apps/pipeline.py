@@ -203,9 +203,9 @@ def _train_on_budget(
         elif result.stopped == "stop_at":
             log(
                 f"budget: {plan['step_seconds'] * 1e3:.1f} ms/step measured -> "
-                f"{plan['max_steps']:,} steps planned (cosine ends there), predicted "
-                f"{plan['predicted_seconds']:.0f} s of {budget:.0f} s; hard stop at "
-                f"{plan['max_seconds']:.0f} s of training clock"
+                f"{plan['max_steps']:,} steps planned (the {config.optim.schedule} schedule ends "
+                f"there), predicted {plan['predicted_seconds']:.0f} s of {budget:.0f} s; "
+                f"hard stop at {plan['max_seconds']:.0f} s of training clock"
             )
             config = config.replace(
                 train={
