@@ -12,6 +12,7 @@ Bad input ends with one `error: ...` line and exit status 2; a diverged point is
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import shlex
 import sys
@@ -29,7 +30,7 @@ __all__ = ["main"]
 NAMES = (*STUDIES, "all", "accounting")
 USAGE = f"""usage: study {{{",".join(NAMES)}}} [--scale cpu|h100] [--train-text F --val-text F]
              [--out DIR] [--jobs N] [--print-commands] [--memory-gb G] [--max-batch B]
-             [--tokenizer DIR] [--corpus FILE] [--section.key VALUE ...]
+             [--only P1,P2] [--tokenizer DIR] [--corpus FILE] [--section.key VALUE ...]
 
 Runs a study's points (ordinary train-lm runs, one directory each under <out>/<study>), skips
 finished ones, resumes cut-short ones, and writes <out>/<study>/report.md.
@@ -48,13 +49,14 @@ finished ones, resumes cut-short ones, and writes <out>/<study>/report.md.
                     (the data is prepared first, so the commands only train)
   --memory-gb G     batch study: memory budget that caps the batch (default 2 on cpu, 80 h100)
   --max-batch B     batch study: the largest batch to try (overrides the memory budget)
+  --only P1,P2      run (or print) only these points, by directory name (e.g. lr-1e-3)
   --tokenizer DIR   accounting: vocab.json + merges.txt to measure (default: train one here)
   --corpus FILE     accounting: text to sample documents from (default: the bundled corpus)
   --section.key V   any train-lm config key, applied to every point (swept keys stay the study's)
 """
 VALUE_OPTIONS = dict.fromkeys(
     ["--scale", "--train-text", "--val-text", "--out", "--jobs", "--memory-gb", "--max-batch",
-     "--tokenizer", "--corpus"]
+     "--tokenizer", "--corpus", "--only"]
 )  # fmt: skip
 SWITCHES = {"--print-commands": None, "--help": None}
 
@@ -82,6 +84,13 @@ def run_one(study: str, options: dict, overrides: dict[str, str]) -> Path | None
         max_batch=_number(options, "--max-batch", int),
         memory_gb=_number(options, "--memory-gb", float),
     )
+    if "--only" in options:  # a subset of the points, by name
+        wanted = [n for n in str(options["--only"]).split(",") if n]
+        names = [p.name for p in plan.points]
+        unknown = [n for n in wanted if n not in names]
+        if unknown:
+            raise ValueError(f"--only: no point {unknown[0]!r} in study {study} ({', '.join(names)})")
+        plan = dataclasses.replace(plan, points=tuple(p for p in plan.points if p.name in wanted))
     study_dir = (Path(str(options.get("--out", "runs/studies"))) / study).resolve()
     study_dir.mkdir(parents=True, exist_ok=True)
     for point in plan.points:

@@ -62,12 +62,18 @@ def plot_curves(
             values += ty
             if tx:
                 ax.plot(tx, ty, "--", color=color, alpha=0.7, label=None if xs else label)
-                ax.plot(tx[-1:], ty[-1:], "x", color=color, markersize=10, mew=2)
+                at = s.get("diverged_step")
+                i = next((k for k, v in enumerate(tx) if at is not None and v >= at), -1)
+                if x != "step":  # the same record, by its wall-clock
+                    steps, _ = _finite(s["records"], "train_loss", "step")
+                    i = next((k for k, v in enumerate(steps) if at is not None and v >= at), -1)
+                ax.plot([tx[i]], [ty[i]], "x", color=color, markersize=10, mew=2)
     if values and max(values) > 3 * min(values) > 0:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("validation loss (nats/token)")
-    ax.set_title(title)
+    ax.set_title(title + (" (dashed: train loss of diverged points; ×: divergence)" if any(
+        s["diverged"] for s in series) else ""), fontsize=10)  # fmt: skip
     ax.grid(alpha=0.3, which="both")
     if series:
         ax.legend(fontsize=8)

@@ -163,7 +163,11 @@ def write_study_report(
         *_findings(plan, results),
         "",
     ]
-    series = [{"label": r.label, "records": r.records, "diverged": r.diverged} for r in results]
+    series = [
+        {"label": r.label, "records": r.records, "diverged": r.diverged,
+         "diverged_step": r.diverged_step}
+        for r in results
+    ]  # fmt: skip
     name = f"{plan.study} study"
     plot_curves(series, study_dir / "curves_step.png", x="step", xlabel="step", title=name)
     plot_curves(
