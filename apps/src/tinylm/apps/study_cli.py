@@ -103,7 +103,8 @@ def run_one(study: str, options: dict, overrides: dict[str, str]) -> Path | None
                     f"tinylm.train does not provide ({e})"
                 ) from None
     data = prepare_study_data(
-        plan, study_dir, str(options.get("--train-text", "")), str(options.get("--val-text", ""))
+        plan, study_dir, str(options.get("--train-text", "")), str(options.get("--val-text", "")),
+        log=_log,
     )
     if "--print-commands" in options:
         for point in plan.points:
