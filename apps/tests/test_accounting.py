@@ -17,7 +17,7 @@ from tinylm.nn import model_stats
 
 
 def xl_params_by_hand() -> int:
-    v, t, d, n, d_ff = 50_257, 1024, 1600, 48, 6400
+    v, d, n, d_ff = 50_257, 1600, 48, 6400
     block = 4 * d * d + 3 * d * d_ff + 2 * d  # Q,K,V,O + SwiGLU W1,W2,W3 + two RMSNorm gains
     return v * d + n * block + d + d * v  # embedding, blocks, final norm, untied lm_head
 

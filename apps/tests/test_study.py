@@ -85,7 +85,9 @@ def test_print_commands(tmp_path, capsys):
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 6
-    for line, name in zip(lines, ["baseline", "no-norm", "no-norm-low-lr", "post-norm", "nope", "silu"]):
+    for line, name in zip(
+        lines, ["baseline", "no-norm", "no-norm-low-lr", "post-norm", "nope", "silu"], strict=True
+    ):
         argv = shlex.split(line)
         assert argv[0].endswith("train-lm") or argv[1:3] == ["-m", "tinylm.train.cli"]
         assert argv[argv.index("--run.name") + 1] == name

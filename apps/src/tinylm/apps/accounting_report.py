@@ -58,7 +58,7 @@ def model_tables(memory_gb: float = 80.0, batch: int = 1024, steps: int = 400_00
         p = model_stats(c).params
         shape = f"{c.d_model}/{c.num_layers}/{c.num_heads}"
         rows.append([f"GPT-2 {name}", shape, f"{p:,}", f"{4 * p / 1e9:.2f}", *_shares(c)])
-    lines += _table(header, rows) + [""]
+    lines += [*_table(header, rows), ""]
 
     xl = configs["XL"]
     lines += ["## GPT-2 XL at context 16,384", ""]
@@ -73,7 +73,14 @@ def model_tables(memory_gb: float = 80.0, batch: int = 1024, steps: int = 400_00
     for name, c in configs.items():
         fixed = training_memory(c, 0)["total"] / 1e9
         per_seq = 4 * activation_floats(c) / 1e9
-        rows.append([f"GPT-2 {name}", f"{fixed:.2f}", f"{per_seq:.3f}", f"{largest_batch(c, memory_gb * 1e9)}"])
+        rows.append(
+            [
+                f"GPT-2 {name}",
+                f"{fixed:.2f}",
+                f"{per_seq:.3f}",
+                f"{largest_batch(c, memory_gb * 1e9)}",
+            ]
+        )
     lines += _table(header, rows)
     split = training_memory(xl, 1)
     lines += [
@@ -89,7 +96,9 @@ def model_tables(memory_gb: float = 80.0, batch: int = 1024, steps: int = 400_00
     rows = []
     for name, c in configs.items():
         flops = adamw_step_flops(c, batch)
-        rows.append([f"GPT-2 {name}", f"{flops / 1e15:.1f}", f"{training_days(c, batch, steps):,.0f}"])
+        rows.append(
+            [f"GPT-2 {name}", f"{flops / 1e15:.1f}", f"{training_days(c, batch, steps):,.0f}"]
+        )
     lines += _table(header, rows)
     lines += [
         "",

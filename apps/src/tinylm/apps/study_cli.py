@@ -21,8 +21,14 @@ from pathlib import Path
 
 from tinylm.apps.study import SCALES, STUDIES, plan_study
 from tinylm.apps.study_report import write_study_report
-from tinylm.apps.study_run import FINAL, point_command, point_config, point_state
-from tinylm.apps.study_run import prepare_study_data, run_study
+from tinylm.apps.study_run import (
+    FINAL,
+    point_command,
+    point_config,
+    point_state,
+    prepare_study_data,
+    run_study,
+)
 from tinylm.train import run_cli, split_command_line
 
 __all__ = ["main"]
@@ -89,7 +95,9 @@ def run_one(study: str, options: dict, overrides: dict[str, str]) -> Path | None
         names = [p.name for p in plan.points]
         unknown = [n for n in wanted if n not in names]
         if unknown:
-            raise ValueError(f"--only: no point {unknown[0]!r} in study {study} ({', '.join(names)})")
+            raise ValueError(
+                f"--only: no point {unknown[0]!r} in study {study} ({', '.join(names)})"
+            )
         plan = dataclasses.replace(plan, points=tuple(p for p in plan.points if p.name in wanted))
     study_dir = (Path(str(options.get("--out", "runs/studies"))) / study).resolve()
     study_dir.mkdir(parents=True, exist_ok=True)
@@ -103,7 +111,10 @@ def run_one(study: str, options: dict, overrides: dict[str, str]) -> Path | None
                     f"tinylm.train does not provide ({e})"
                 ) from None
     data = prepare_study_data(
-        plan, study_dir, str(options.get("--train-text", "")), str(options.get("--val-text", "")),
+        plan,
+        study_dir,
+        str(options.get("--train-text", "")),
+        str(options.get("--val-text", "")),
         log=_log,
     )
     if "--print-commands" in options:

@@ -218,7 +218,7 @@ def run_study(
                 env["CUDA_VISIBLE_DEVICES"] = device
             elif jobs > 1:  # share the cores instead of oversubscribing them
                 env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
-        verb = "resuming at step %d" % state.step if state.status == "partial" else "running"
+        verb = f"resuming at step {state.step}" if state.status == "partial" else "running"
         log(f"{tag}: {verb} (log {run_dir / 'train.log'})")
         try:
             code = launch(cmd, run_dir / "train.log", env)
