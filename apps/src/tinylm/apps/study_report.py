@@ -18,7 +18,8 @@ from typing import Any
 from tinylm.apps.study import StudyPlan
 from tinylm.apps.study_plots import plot_curves, plot_sweep
 from tinylm.apps.study_run import PointState
-from tinylm.train import MetricsLog
+from tinylm.nn import model_stats
+from tinylm.train import MetricsLog, load_config
 
 __all__ = ["PointResult", "collect_results", "write_study_report"]
 
@@ -39,6 +40,7 @@ class PointResult:
     wallclock: float | None
     diverged_step: int | None
     sample: str
+    params: int | None = None  # from the run's own config.toml
 
     @property
     def diverged(self) -> bool:
@@ -70,7 +72,8 @@ def collect_results(
         if status == "diverged" and diverged_step is None and records:
             diverged_step = records[-1]["step"]
         best = min(evals, key=lambda r: r["val_loss"]) if evals else None
-        sample_path = run_dir / "sample.txt"
+        sample_path, saved = run_dir / "sample.txt", run_dir / "config.toml"
+        params = model_stats(load_config(saved).model).params if saved.is_file() else None
         out.append(
             PointResult(
                 name=point.name,
@@ -85,6 +88,7 @@ def collect_results(
                 wallclock=max((r["wallclock"] for r in records if "wallclock" in r), default=None),
                 diverged_step=diverged_step,
                 sample=sample_path.read_text() if sample_path.is_file() else "",
+                params=params,
             )
         )
     return out
@@ -192,8 +196,8 @@ def write_study_report(
     lines += ["## Results", ""]
     lines += [
         "| point | setting | status | steps | final val | best val (step) | final train | "
-        "wall-clock s |",
-        "|---|---|---|---|---|---|---|---|",
+        "wall-clock s | params |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         train = next((x["train_loss"] for x in reversed(r.records) if "train_loss" in x), None)
@@ -201,7 +205,9 @@ def write_study_report(
         best = f"{_f(r.best)} ({r.best_step})" if r.best is not None else "—"
         lines.append(
             f"| {r.name} | {r.label} | {status} | {r.steps} | {_f(r.final)} | {best} | "
-            f"{_g(train)} | {_f(r.wallclock, '.1f')} |"
+            f"{_g(train)} | {_f(r.wallclock, '.1f')} | "
+            + (f"{r.params:,}" if r.params else "—")
+            + " |"
         )
     lines.append("")
 
