@@ -150,7 +150,7 @@ def test_report_title_comes_from_actual_settings():
     title = report_title(app, config)
     params = model_stats(config.model).params
     assert title.startswith("Leaderboard: OpenWebText")
-    assert f"{params / 1e6:.0f}M-parameter" in title and "context 512" in title
+    assert f"{params / 1e6:.3g}M-parameter" in title and "context 512" in title
     assert "60.0 s training budget" in title and "1.5" not in title
     app, config = load_run_config("tinystories", {"model.context_length": "128"})
     assert "context 128" in report_title(app, config) and "budget" not in report_title(app, config)

@@ -48,7 +48,7 @@ def report_title(app, config) -> str:
     m = config.model
     params = model_stats(m).params
     parts = [
-        f"{params / 1e6:.0f}M-parameter model",
+        f"{params / 1e6:.3g}M-parameter model",
         f"{m.vocab_size / 1000:g}K BPE" if m.vocab_size >= 1000 else f"{m.vocab_size} BPE",
         f"context {m.context_length}",
     ]
