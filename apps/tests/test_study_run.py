@@ -81,3 +81,31 @@ def test_recipe_needs_train_modern_config(tmp_path):
     data = prepare_study_data(plan, tmp_path, log=lambda *a: None)
     states = run_study(plan, tmp_path, data, log=lambda *a: None)
     assert {s.status for s in states.values()} == {"done"}
+
+
+def _fake_plan_points(study, overrides, **kw):
+    return plan_study(study, "cpu", {**TINY, **overrides}, **kw)
+
+
+def test_oom_batch_stops_the_sweep_and_jobs_share_the_cores(tmp_path, monkeypatch):
+    import tinylm.apps.study_run as study_run
+
+    monkeypatch.setattr(study_run, "_devices", lambda: [])  # CPU path, even on a GPU box
+    plan = _fake_plan_points("batch", {}, max_batch=16)
+    launched = []
+
+    def fake(cmd, log_path, env):  # no training: batch >= 4 "runs out of memory"
+        batch = int(cmd[cmd.index("--train.batch_size") + 1])
+        launched.append((batch, env.get("OMP_NUM_THREADS")))
+        log_path.write_text("torch.OutOfMemoryError: CUDA out of memory\n" if batch >= 4 else "")
+        return 1 if batch >= 4 else 0
+
+    states = run_study(plan, tmp_path, {}, log=lambda *a: None, launch=fake)
+    assert [b for b, _ in launched] == [1, 2, 4]  # 8 and 16 are not tried after 4 failed
+    assert [states[p.name].status for p in plan.points] == ["new", "new", "oom", "oom", "oom"]
+    assert json.loads((tmp_path / "batch-0004" / "study.json").read_text())["status"] == "oom"
+
+    launched.clear()
+    lr_plan = dataclasses.replace(_fake_plan_points("lr", {}), points=plan_study("lr").points[:2])
+    run_study(lr_plan, tmp_path / "lr", {}, jobs=2, log=lambda *a: None, launch=fake)
+    assert len(launched) == 2 and all(threads is not None for _, threads in launched)

@@ -129,7 +129,7 @@ def run_one(study: str, options: dict, overrides: dict[str, str]) -> Path | None
     start = time.perf_counter()
     _log(f"study {study} ({scale}): {len(plan.points)} points in {study_dir}")
     jobs = _number(options, "--jobs", int) or 1
-    states = run_study(plan, study_dir, data, jobs=jobs, log=_log)
+    states = run_study(plan, study_dir, data, jobs=jobs, log=_log, progress=True)
     report = write_study_report(plan, study_dir, states)
     _log(f"study {study}: {time.perf_counter() - start:.0f} s; report {report}")
     return report

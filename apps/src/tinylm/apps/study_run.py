@@ -182,10 +182,23 @@ def run_study(
     *,
     jobs: int = 1,
     log=print,
+    progress: bool = False,
     launch: Callable[[list[str], Path, dict[str, str]], int] = _launch,
 ) -> dict[str, PointState]:
-    """Run every point not finished yet (up to `jobs` at once); the state of each point."""
+    """Run every point not finished yet (up to `jobs` at once); the state of each point.
+
+    `progress` shows a bar over the points (elapsed, s/point, ETA); log lines print above it.
+    """
+    from tqdm.auto import tqdm
+
     study_dir.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(total=len(plan.points), unit="point", desc=plan.study, disable=not progress)
+    say = log
+    if progress:
+
+        def say(message: str) -> None:
+            bar.write(message, file=sys.stderr)
+
     devices = _devices()
     jobs = max(1, min(jobs, len(devices))) if devices else max(1, jobs)
     free = list(devices)
@@ -202,8 +215,9 @@ def run_study(
                 if any(point.value is not None and point.value > b for b in oom_at):
                     state = PointState("oom", None, "not tried: a smaller batch ran out of memory")
         if state.status in FINAL:
-            log(f"{tag}: {state.status} (step {state.step}); skipped")
+            say(f"{tag}: {state.status} (step {state.step}); skipped")
             states[point.name] = state
+            bar.update(1)
             return
         run_dir = config.run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -219,7 +233,7 @@ def run_study(
             elif jobs > 1:  # share the cores instead of oversubscribing them
                 env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
         verb = f"resuming at step {state.step}" if state.status == "partial" else "running"
-        log(f"{tag}: {verb} (log {run_dir / 'train.log'})")
+        say(f"{tag}: {verb} (log {run_dir / 'train.log'})")
         try:
             code = launch(cmd, run_dir / "train.log", env)
         finally:
@@ -234,13 +248,15 @@ def run_study(
         tmp = run_dir / "study.json.tmp"
         tmp.write_text(json.dumps(record | {"exit_status": code}) + "\n")
         os.replace(tmp, run_dir / "study.json")
-        log(f"{tag}: {state.status}" + (f" ({state.message})" if state.message else ""))
+        say(f"{tag}: {state.status}" + (f" ({state.message})" if state.message else ""))
         states[point.name] = state
+        bar.update(1)
 
-    if jobs == 1:
-        for i, point in enumerate(plan.points):
-            one(i, point)
-    else:
-        with ThreadPoolExecutor(jobs) as pool:
-            list(pool.map(one, range(len(plan.points)), plan.points))
+    with bar:
+        if jobs == 1:
+            for i, point in enumerate(plan.points):
+                one(i, point)
+        else:
+            with ThreadPoolExecutor(jobs) as pool:
+                list(pool.map(one, range(len(plan.points)), plan.points))
     return {p.name: states[p.name] for p in plan.points}
