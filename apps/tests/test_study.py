@@ -46,6 +46,9 @@ def test_batch_sweep_sqrt_lr_equal_tokens_and_memory_cap():
         b = int(p.value)
         assert float(p.overrides["optim.lr"]) == pytest.approx(3e-3 * math.sqrt(b / 4), rel=1e-3)
         assert int(p.overrides["train.max_steps"]) == 8 * 4 // b  # 32 sequences each
+        assert p.overrides["eval.batch_size"] == "4"  # val loss on the same tokens for all
+        evals = int(p.overrides["train.max_steps"]) / int(p.overrides["eval.interval"])
+        assert evals == pytest.approx(8 / plan.reference.eval.interval, rel=0.5)
     assert sqrt_scaled_lr(1e-3, 16, 64) == pytest.approx(2e-3)
     # Without --max-batch: the largest power of two whose AdamW memory fits the budget.
     cfg = plan_study("lr", "cpu", TINY).reference.model

@@ -117,13 +117,19 @@ def _fmt(x: float) -> str:
 
 
 def _steps_overrides(steps: int, cfg: TrainConfig) -> dict[str, str]:
-    """Intervals that keep a point with `steps` steps logged, evaluated and checkpointed."""
+    """`steps` steps with the reference's intervals scaled to match: the same number of logs,
+    evaluations and checkpoints, and warmup over the same fraction of the run."""
+    scale = steps / cfg.train.max_steps
+
+    def scaled(n: int) -> str:
+        return str(max(1, round(n * scale)))
+
     return {
         "train.max_steps": str(steps),
-        "optim.warmup_steps": str(max(1, min(cfg.optim.warmup_steps, steps // 10))),
-        "train.log_interval": str(max(1, min(cfg.train.log_interval, steps // 20))),
-        "eval.interval": str(max(1, min(cfg.eval.interval, steps // 6))),
-        "run.checkpoint_interval": str(max(1, min(cfg.run.checkpoint_interval, steps // 3))),
+        "optim.warmup_steps": scaled(cfg.optim.warmup_steps),
+        "train.log_interval": scaled(cfg.train.log_interval),
+        "eval.interval": scaled(cfg.eval.interval),
+        "run.checkpoint_interval": scaled(cfg.run.checkpoint_interval),
     }
 
 
@@ -147,7 +153,9 @@ def _batch_points(cfg: TrainConfig, max_batch: int) -> list[Point]:
     for b in batch_sizes(max_batch):
         lr = sqrt_scaled_lr(ref_lr, ref_b, b)
         steps = max(1, tokens // b)
+        # Evaluation at the reference batch, so every point's val loss sees the same tokens.
         over = {"train.batch_size": str(b), "train.grad_accum": "1"}
+        over["eval.batch_size"] = str(cfg.eval.batch_size or ref_b)
         over |= {"optim.lr": f"{lr:.4g}", "optim.min_lr": f"{lr / 10:.4g}"}
         over |= _steps_overrides(steps, cfg)
         points.append(Point(f"batch-{b:04d}", over, f"batch {b} (lr {lr:.2g})", float(b)))

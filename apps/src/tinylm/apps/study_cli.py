@@ -127,7 +127,7 @@ def run_one(study: str, options: dict, overrides: dict[str, str]) -> Path | None
             print(shlex.join(cmd), flush=True)
         return None
     start = time.perf_counter()
-    _log(f"study {study} ({scale}): {len(plan.points)} points in {study_dir}")
+    _log(f"study {study} ({scale}): {len(plan.points)} point(s) in {study_dir}")
     jobs = _number(options, "--jobs", int) or 1
     states = run_study(plan, study_dir, data, jobs=jobs, log=_log, progress=True)
     report = write_study_report(plan, study_dir, states)
