@@ -115,7 +115,9 @@ def _findings(plan: StudyPlan, results: list[PointResult]) -> list[str]:
         if bad:
             low = min(r.value for r in bad)
             where = "; ".join(f"lr {r.value:g} at step {r.diverged_step}" for r in bad)
-            lines.append(f"- lr ≥ {low:g} diverged: {where}.")
+            above = [r for r in results if r.value is not None and r.value >= low]
+            edge = f"lr ≥ {low:g} diverged" if all(r.diverged for r in above) else "Diverged"
+            lines.append(f"- {edge}: {where}.")
         else:
             lines.append("- No rate diverged: the sweep does not bracket the unstable edge.")
     elif plan.study == "batch" and best:
