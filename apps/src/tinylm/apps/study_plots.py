@@ -75,7 +75,7 @@ def plot_curves(
     ax.set_title(title + (" (dashed: train loss of diverged points; ×: divergence)" if any(
         s["diverged"] for s in series) else ""), fontsize=10)  # fmt: skip
     ax.grid(alpha=0.3, which="both")
-    if series:
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     return _save(fig, Path(out))
 
@@ -108,5 +108,6 @@ def plot_sweep(
     ax.set_ylabel("validation loss (nats/token)")
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     return _save(fig, Path(out))
