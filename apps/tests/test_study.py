@@ -80,6 +80,7 @@ def test_recipe_points_share_one_wall_clock():
     base, modern = plan.points
     assert base.overrides["train.max_seconds"] == modern.overrides["train.max_seconds"]
     assert modern.config == "modern" and not base.config
+    assert modern.overrides["model.d_model"] == "16" and modern.overrides["train.batch_size"] == "4"
 
 
 def test_print_commands(tmp_path, capsys):

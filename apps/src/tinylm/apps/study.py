@@ -10,7 +10,8 @@ shrinks a whole study, and nothing here trains or touches the disk.
                lr = ref_lr·sqrt(B / ref_B) (square-root scaling, as for Adam-type optimizers)
     ablations  baseline, no RMSNorm (at the reference lr and at lr/10), post-norm, NoPE, and SiLU
                with d_ff ×3/2 so it matches SwiGLU's parameter count (`ModelConfig.with_ffn`)
-    recipe     the baseline vs train's `--config modern`, both stopped by the same wall clock
+    recipe     the baseline vs train's `--config modern` (at the reference's shape, data, batch),
+               both stopped by the same wall clock
 """
 
 from __future__ import annotations
@@ -183,11 +184,31 @@ def _ablation_points(cfg: TrainConfig) -> list[Point]:
 def _recipe_points(cfg: TrainConfig, scale: str) -> list[Point]:
     seconds = cfg.train.max_seconds or RECIPE_SECONDS[scale]
     # The clock stops both; max_steps is only an upper bound (the schedule runs to it).
-    over = {"train.max_seconds": repr(seconds)}
+    # The clock should stop both: the step bound (the schedule's length) is twice the reference's
+    # (cpu: 600 steps, about two idle minutes); the report shows the steps each one reached.
+    steps = cfg.train.max_steps * (2 if scale == "cpu" else 1)
+    over = {"train.max_seconds": repr(seconds), "train.max_steps": str(steps)}
+    # The modern config brings its own switches and optimizer; shape, data, batch and eval are
+    # the reference's, so the two points differ by the recipe only.
+    same = {f"model.{k}": str(getattr(cfg.model, k)) for k in _SHAPE}
+    same |= {k: str(_get(cfg, k)) for k in _SHARED}
     return [
         Point("baseline", over, f"baseline (AdamW + cosine), {seconds:g} s"),
-        Point("modern", over, f"modern recipe, {seconds:g} s", config="modern"),
+        Point("modern", same | over, f"modern recipe, {seconds:g} s", config="modern"),
     ]
+
+
+_SHAPE = ("vocab_size", "context_length", "d_model", "num_layers", "num_heads", "d_ff")
+_SHARED = (
+    "data.vocab_size", "data.text_bytes", "data.tokenizer_bytes", "train.batch_size",
+    "train.grad_accum", "eval.interval", "eval.iters", "sample.prompt",
+    "sample.max_new_tokens",
+)  # fmt: skip
+
+
+def _get(cfg: TrainConfig, key: str):
+    section, name = key.split(".")
+    return getattr(getattr(cfg, section), name)
 
 
 def plan_study(
