@@ -115,3 +115,47 @@ def test_fit_steps_matches_brute_force(available, start, step, fixed, ev, ev_int
     if steps > start + 1:
         assert predicted <= available + 1e-9
     assert math.isfinite(predicted)
+
+
+def test_config_file_overlays_the_shipped_one(tmp_path):
+    from tinylm.apps import overlay
+
+    path = tmp_path / "mine.toml"
+    path.write_text("[optim]\nlr = 1e-3\n\n[app]\nbudget_hours = 0.25\n")
+    app, config = load_run_config(path, base="leaderboard")
+    shipped_app, shipped = load_run_config("leaderboard")
+    assert config.optim.lr == 1e-3 and app.budget_hours == 0.25
+    # Every key the file does not set keeps the shipped value.
+    assert config.model == shipped.model
+    assert config.optim.min_lr == shipped.optim.min_lr
+    assert app.calibrate_steps == shipped_app.calibrate_steps
+    assert overlay({"a": {"x": 1, "y": 2}}, {"a": {"y": 3}, "b": {"z": 4}}) == {
+        "a": {"x": 1, "y": 3},
+        "b": {"z": 4},
+    }
+
+
+def test_cli_config_overlay_is_announced(tmp_path, capsys, monkeypatch):
+    import tinylm.apps.cli as cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "run_pipeline", lambda app, config, out, **kw: seen.update(c=config))
+    path = tmp_path / "mine.toml"
+    path.write_text("[train]\nmax_steps = 7\n")
+    code = cli.run_command("tinystories", ["--config", str(path), "--out", str(tmp_path / "r")])
+    assert code == 0
+    assert seen["c"].train.max_steps == 7 and seen["c"].model.d_model == 512
+    assert "overlaid on the shipped tinystories.toml" in capsys.readouterr().err
+
+
+def test_report_title_comes_from_actual_settings():
+    from tinylm.apps import report_title
+
+    app, config = load_run_config("leaderboard", {"app.budget_hours": str(60 / 3600)})
+    title = report_title(app, config)
+    params = model_stats(config.model).params
+    assert title.startswith("Leaderboard: OpenWebText")
+    assert f"{params / 1e6:.3g}M-parameter" in title and "context 512" in title
+    assert "60.0 s training budget" in title and "1.5" not in title
+    app, config = load_run_config("tinystories", {"model.context_length": "128"})
+    assert "context 128" in report_title(app, config) and "budget" not in report_title(app, config)

@@ -205,3 +205,11 @@ def test_rejects_bad_settings():
     ):
         with pytest.raises(ValueError):
             LRSchedule(adamw, "wsd", **kwargs)
+
+
+def test_missing_base_lr_is_a_clear_error():
+    adamw, _ = _optimizers()
+    sched = LRSchedule(adamw, "cosine", total_iters=10)
+    del adamw.param_groups[1]["base_lr"]  # what loading a pre-schedule optimizer state does
+    with pytest.raises(ValueError, match="'head' has no base_lr"):
+        sched.step()

@@ -5,15 +5,28 @@
     result = run_pipeline(app, config, "runs/tinystories")   # BPE → .npy → train → report.md
     print(result.report.read_text())
 
-Console scripts: `tinystories`, `owt`, `leaderboard`, `tinylm-run NAME` (see `cli.py`).
+    plan = plan_study("lr", "cpu", {"train.max_steps": "100"})   # studies (SPEC §7)
+
+Console scripts: `tinystories`, `owt`, `leaderboard`, `tinylm-run NAME` (see `cli.py`), and
+`study NAME` (see `study_cli.py`).
 """
 
 from tinylm.apps.budget import BudgetPlan, fit_steps, plan_budget
 from tinylm.apps.cli import main, run_command
-from tinylm.apps.config import RUNS, AppConfig, load_run_config, run_config_path, save_run_config
+from tinylm.apps.config import (
+    RUNS,
+    AppConfig,
+    load_run_config,
+    overlay,
+    run_config_path,
+    save_run_config,
+)
 from tinylm.apps.pipeline import PipelineResult, run_pipeline
 from tinylm.apps.prepare import Prepared, file_fingerprint, prepare_tokens
-from tinylm.apps.report import H100_BF16_PEAK_FLOPS, write_report
+from tinylm.apps.report import H100_BF16_PEAK_FLOPS, report_title, write_report
+from tinylm.apps.study import Point, StudyPlan, plan_study
+from tinylm.apps.study_report import write_study_report
+from tinylm.apps.study_run import PointState, point_command, run_study
 
 __all__ = [
     "H100_BF16_PEAK_FLOPS",
@@ -21,16 +34,25 @@ __all__ = [
     "AppConfig",
     "BudgetPlan",
     "PipelineResult",
+    "Point",
+    "PointState",
     "Prepared",
+    "StudyPlan",
     "file_fingerprint",
     "fit_steps",
     "load_run_config",
     "main",
+    "overlay",
     "plan_budget",
+    "plan_study",
+    "point_command",
     "prepare_tokens",
+    "report_title",
     "run_command",
     "run_config_path",
     "run_pipeline",
+    "run_study",
     "save_run_config",
     "write_report",
+    "write_study_report",
 ]

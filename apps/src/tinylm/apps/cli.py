@@ -27,8 +27,8 @@ USAGE = """usage: {name} --train-text FILE --val-text FILE [--out DIR] [--config
   --train-text FILE  raw training text (documents separated by <|endoftext|>)
   --val-text FILE    raw validation text
   --out DIR          run directory (default runs/{name}); everything the run writes goes there
-  --config FILE      a run TOML (default: the shipped one, below); on --resume the run's own
-                     run.toml is used unless --config is given
+  --config FILE      a TOML overlaid on the shipped config below: it needs only the keys it
+                     changes; on --resume the run's own run.toml is used unless --config is given
   --resume           continue the run in --out from its newest checkpoint
   --budget-hours H   wall-clock budget of training (app.budget_hours; 0 = none)
   --device DEV       auto | cpu | cuda | cuda:N | mps (train.device)
@@ -85,7 +85,13 @@ def run_command(name: str, argv: list[str] | None = None) -> int:
         saved = os.path.join(out, "run.toml")
         if options["resume"] and not options["config"] and os.path.isfile(saved):
             source = saved  # a resumed run keeps its own config (and its budget plan)
-        app, config = load_run_config(source, overrides)
+        if options["config"]:
+            print(
+                f"config: {options['config']} overlaid on the shipped {name}.toml "
+                "(keys it does not set keep the shipped values)",
+                file=sys.stderr,
+            )
+        app, config = load_run_config(source, overrides, base=name if options["config"] else None)
         run_pipeline(
             app, config, out, resume=bool(options["resume"]), progress=bool(options["progress"])
         )

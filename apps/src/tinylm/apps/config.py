@@ -25,7 +25,14 @@ import tomli_w
 
 from tinylm.train import TrainConfig, load_config
 
-__all__ = ["RUNS", "AppConfig", "load_run_config", "run_config_path", "save_run_config"]
+__all__ = [
+    "RUNS",
+    "AppConfig",
+    "load_run_config",
+    "overlay",
+    "run_config_path",
+    "save_run_config",
+]
 
 RUNS = ("tinystories", "owt", "leaderboard")
 
@@ -61,18 +68,42 @@ def run_config_path(name: str) -> Path:
     return Path(str(resources.files("tinylm.apps") / "configs" / f"{name}.toml"))
 
 
-def load_run_config(
-    source: str | os.PathLike, overrides: dict[str, Any] | None = None
-) -> tuple[AppConfig, TrainConfig]:
-    """Read a run TOML (a run name or a path) and apply `{"section.key": value}` overrides."""
-    is_name = str(source) in RUNS or not (Path(source).suffix or Path(source).exists())
-    path = run_config_path(str(source)) if is_name else Path(source)
+def _read_toml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"config file {path} is not valid TOML: {e}") from None
+
+
+def overlay(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`top`'s tables merged key by key over `base`'s (a key in `top` wins; others are kept)."""
+    merged = {section: dict(values) for section, values in base.items()}
+    for section, values in top.items():
+        if isinstance(values, dict) and isinstance(merged.get(section), dict):
+            merged[section].update(values)
+        else:
+            merged[section] = values
+    return merged
+
+
+def load_run_config(
+    source: str | os.PathLike,
+    overrides: dict[str, Any] | None = None,
+    *,
+    base: str | None = None,
+) -> tuple[AppConfig, TrainConfig]:
+    """Read a run TOML (a run name or a path) and apply `{"section.key": value}` overrides.
+
+    With `base` (a run name), the file is overlaid on that shipped config: it only needs the
+    keys it changes, and every other key keeps the shipped value.
+    """
+    is_name = str(source) in RUNS or not (Path(source).suffix or Path(source).exists())
+    path = run_config_path(str(source)) if is_name else Path(source)
+    raw = _read_toml(path)
+    if base is not None and not is_name:
+        raw = overlay(_read_toml(run_config_path(base)), raw)
     app_raw = raw.pop("app", {})
     overrides = dict(overrides or {})
     app_overrides = {k: overrides.pop(k) for k in list(overrides) if k.startswith("app.")}

@@ -13,7 +13,7 @@ import torch
 from tinylm.nn import model_stats
 from tinylm.train import MetricsLog
 
-__all__ = ["H100_BF16_PEAK_FLOPS", "write_report"]
+__all__ = ["H100_BF16_PEAK_FLOPS", "report_title", "write_report"]
 
 # NVIDIA H100 SXM, dense bf16 tensor-core peak (the 1979 TFLOP/s figure assumes 2:4 sparsity).
 H100_BF16_PEAK_FLOPS = 989e12
@@ -100,6 +100,20 @@ def _optimizer_lines(config) -> list[str]:
     return lines
 
 
+def report_title(app, config) -> str:
+    """The headline from the settings the run actually used (never a number from a comment)."""
+    m = config.model
+    params = model_stats(m).params
+    parts = [
+        f"{params / 1e6:.3g}M-parameter model",
+        f"{m.vocab_size / 1000:g}K BPE" if m.vocab_size >= 1000 else f"{m.vocab_size} BPE",
+        f"context {m.context_length}",
+    ]
+    if app.budget_hours > 0:
+        parts.append(f"{_seconds(app.budget_seconds)} training budget")
+    return f"{app.title or 'tinylm run'}: " + ", ".join(parts)
+
+
 def write_report(
     out: str | os.PathLike,
     *,
@@ -118,7 +132,7 @@ def write_report(
     m, t = config.model, config.train
     device, cuda = _device(config)
     tokens_per_step = t.batch_size * t.grad_accum * m.context_length
-    lines = [f"# {app.title or out.name}", ""]
+    lines = [f"# {report_title(app, config)}", ""]
 
     lines += ["## Result", ""]
     if evals:

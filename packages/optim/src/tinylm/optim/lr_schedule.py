@@ -139,6 +139,11 @@ class LRSchedule:
     def _apply(self) -> float:
         factor, mom = self.factor, self.momentum_factor
         for group in self.param_groups:
+            if "base_lr" not in group:  # replaced by an optimizer state saved without a schedule
+                raise ValueError(
+                    f"param group {group.get('role', '?')!r} has no base_lr; load optimizer state "
+                    "saved with an LRSchedule, or set group['base_lr'] before stepping"
+                )
             group["lr"] = group["base_lr"] * factor
             if "base_momentum" in group:
                 start, base = self.momentum_start, group["base_momentum"]
