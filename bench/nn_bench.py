@@ -13,14 +13,20 @@ same dtype (so MFU is against what this machine's matmul achieves, not a datashe
 """
 
 import argparse
-import dataclasses
 import os
 import statistics
 import time
 
 import torch
 
-from tinylm.nn import ModelConfig, TransformerLM, cross_entropy, generate, model_stats
+from tinylm.nn import (
+    ComputeConfig,
+    ModelConfig,
+    TransformerLM,
+    cross_entropy,
+    generate,
+    model_stats,
+)
 
 TINYSTORIES = ModelConfig(
     vocab_size=10_000, context_length=256, d_model=512, num_layers=4, num_heads=16, d_ff=1344
@@ -136,16 +142,18 @@ def main() -> None:
     # depress any one measurement, and an MFU against a depressed peak would read too high.
     peaks = measure_peaks() if args.peak_tflops is None else {}
 
-    variants = [("eager fp32", config, False, None)]
+    plain = ComputeConfig()
+    variants = [("eager fp32", plain, False, None)]
     if not args.no_compile:
-        variants.append(("compiled fp32", config, True, None))
+        variants.append(("compiled fp32", plain, True, None))
         if cuda:
-            fast = dataclasses.replace(config, attention="sdpa", fused_qkv=True)
+            fast = ComputeConfig(attention="sdpa", fused_qkv=True)
             variants.append(("compiled bf16 autocast, sdpa+fused qkv", fast, True, torch.bfloat16))
     results = []
-    for label, cfg, compiled, amp in variants:
+    for label, compute, compiled, amp in variants:
+        cfg = config
         torch.manual_seed(0)
-        model = TransformerLM(cfg, device=device)
+        model = TransformerLM(cfg, compute, device=device)
         runner = torch.compile(model) if compiled else model
         t0 = time.perf_counter()
         tps = train_tokens_per_s(runner, cfg, args.batch_size, args.steps, device, amp)
