@@ -154,7 +154,8 @@ def linear_cross_entropy(
         raise ValueError(f"softcap must be >= 0 (0 = off), got {softcap}")
     _check_targets(targets, weight.shape[0], "linear_cross_entropy")
     device_type = hidden.device.type
-    if torch.is_autocast_enabled(device_type):
+    autocast = torch.amp.is_autocast_available(device_type)  # False on e.g. meta
+    if autocast and torch.is_autocast_enabled(device_type):
         # The Function runs with autocast off (its backward would not see it); cast here instead,
         # outside, so the casts' gradients flow back to the original dtypes.
         dtype = torch.get_autocast_dtype(device_type)
@@ -162,11 +163,8 @@ def linear_cross_entropy(
     elif hidden.dtype != weight.dtype:
         dtype = torch.promote_types(hidden.dtype, weight.dtype)
         hidden, weight = hidden.to(dtype), weight.to(dtype)
+    args = (hidden.reshape(-1, hidden.shape[-1]), weight, targets.reshape(-1))
+    if not autocast:
+        return _LinearCrossEntropy.apply(*args, float(softcap), int(chunk_size))
     with torch.autocast(device_type, enabled=False):
-        return _LinearCrossEntropy.apply(
-            hidden.reshape(-1, hidden.shape[-1]),
-            weight,
-            targets.reshape(-1),
-            float(softcap),
-            int(chunk_size),
-        )
+        return _LinearCrossEntropy.apply(*args, float(softcap), int(chunk_size))
