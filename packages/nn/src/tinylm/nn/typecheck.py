@@ -22,11 +22,15 @@ TorchFunctionMode that records `__int__`/`__bool__`/`item`/`tolist`/...):
   and they run only at the API boundaries that see data once per call: `generate`'s prompt
   check (and whatever calls `value_checks_enabled(t, boundary=True)`).
 - Inside `torch.compile` nothing Python-side runs: no checks, no graph breaks.
+- Inside `with unchecked():` nothing runs either. `generate` checks its prompt and the prompt
+  forward, then decodes token by token under `unchecked()`: the per-token calls see the same
+  shapes and dtypes again, and ~100 beartype checks per token would dominate batch-1 decoding.
 """
 
+import contextlib
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import torch
@@ -48,6 +52,21 @@ def is_compiling() -> bool:
     return torch.compiler.is_compiling()
 
 
+_suspended = 0  # > 0 inside `unchecked()`; a plain int: read on every checked call, so cheap
+
+
+@contextlib.contextmanager
+def unchecked() -> Iterator[None]:
+    """Skip all checks (shape/dtype and value) inside the block, e.g. in a decode loop whose
+    shapes were checked on its first step. Nests; not meant to be shared across threads."""
+    global _suspended
+    _suspended += 1
+    try:
+        yield
+    finally:
+        _suspended -= 1
+
+
 def typechecked(fn: F) -> F:
     """Check `fn`'s jaxtyping annotations with beartype, unless disabled or compiling."""
     if not TYPECHECK:
@@ -56,7 +75,7 @@ def typechecked(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        if torch.compiler.is_compiling():
+        if _suspended or torch.compiler.is_compiling():
             return fn(*args, **kwargs)
         return checked(*args, **kwargs)
 
@@ -74,7 +93,7 @@ def value_checks_enabled(tensor: Tensor | None = None, *, boundary: bool = False
     Called without a tensor it keeps the old answer (on whenever type checks are on, any device);
     hot-path callers should pass the tensor so that GPU training does not sync.
     """
-    if not TYPECHECK or torch.compiler.is_compiling():
+    if not TYPECHECK or _suspended or torch.compiler.is_compiling():
         return False
     if tensor is None or boundary or STRICT:
         return True
