@@ -15,7 +15,6 @@ from tinylm.nn import (
     Linear,
     ModelConfig,
     RMSNorm,
-    RotaryEmbedding,
     TransformerLM,
     cross_entropy,
     scaled_dot_product_attention,
