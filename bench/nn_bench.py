@@ -16,7 +16,7 @@ vs HF `generate` (dynamic cache, its default on CPU).
 
 "Checks off" runs inside `tinylm.nn.typecheck.unchecked()`, which skips exactly what
 TINYLM_TYPECHECK=0 skips (the wrapper's remaining cost is one int test per call). Works with
-ModelConfig(attention=, fused_qkv=) and with the later TransformerLM(config, compute=ComputeConfig(..)).
+ModelConfig(attention=, fused_qkv=) and with TransformerLM(config, compute=ComputeConfig(...)).
 """
 
 import argparse
@@ -89,7 +89,7 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
-# --- timed pieces, shared with bench/gpu_check.py --------------------------------------------------
+# --- timed pieces, shared with bench/gpu_check.py ------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -249,7 +249,8 @@ def main() -> None:
     hf_eager = by_label["HF Llama eager (sdpa)"]
     hf_compiled = by_label.get("HF Llama compiled (sdpa)")
     print(
-        f"\n| training, fwd+bwd+AdamW (batch {batch} x {config.context_length}) | tokens/s | vs HF eager | vs HF compiled |"
+        f"\n| training, fwd+bwd+AdamW (batch {batch} x {config.context_length}) | tokens/s "
+        "| vs HF eager | vs HF compiled |"
     )
     print("|---|---:|---:|---:|")
     for v in variants:

@@ -8,9 +8,9 @@ inconsistent size fails at the call with a message naming the argument and the d
 
 | value | shape/dtype checks | value checks (read tensor data) |
 |---|---|---|
-| `0` (`false`, `no`, `off`) | none: the wrapped functions are the plain functions | none |
-| `1` (default) | every `typechecked` call | CPU tensors everywhere; accelerator tensors only at API boundaries |
-| `2` (`strict`) | every `typechecked` call | everywhere, accelerator tensors too (each costs one host sync) |
+| `0`/`false`/`no`/`off` | none (plain functions) | none |
+| `1` (default) | every call | CPU tensors: always; accelerator: API boundaries only |
+| `2`/`strict` | every call | always, accelerator tensors too (one host sync each) |
 
 Which checks sync with the device (measured by `tests/test_typecheck.py` with a
 TorchFunctionMode that records `__int__`/`__bool__`/`item`/`tolist`/...):
