@@ -44,10 +44,10 @@ from nn_bench import (
     time_decode,
     time_steps,
     train_step_fn,
+    unchecked,
 )
 
 from tinylm.nn import ModelConfig, cross_entropy, default_d_ff, model_stats
-from tinylm.nn.typecheck import unchecked
 
 ROOT = Path(__file__).resolve().parent.parent
 GPT2_SMALL = ModelConfig(

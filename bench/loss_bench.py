@@ -23,10 +23,17 @@ def _rss_mib() -> float:
 
 
 def run_one(variant: str, tokens: int, vocab: int, d_model: int, chunk_size: int) -> dict:
+    import importlib
+
     import torch
 
+    import tinylm.nn
     from tinylm.nn import cross_entropy
-    from tinylm.nn.loss import linear_cross_entropy
+
+    # Until nn/__init__ exports it (requested): from its own module.
+    linear_cross_entropy = getattr(tinylm.nn, "linear_cross_entropy", None)
+    if linear_cross_entropy is None:
+        linear_cross_entropy = importlib.import_module("tinylm.nn.loss").linear_cross_entropy
 
     torch.manual_seed(0)
     hidden = torch.randn(tokens, d_model, requires_grad=True)

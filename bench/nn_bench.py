@@ -22,6 +22,7 @@ ModelConfig(attention=, fused_qkv=) and with TransformerLM(config, compute=Compu
 import argparse
 import contextlib
 import dataclasses
+import importlib
 import json
 import time
 
@@ -29,8 +30,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tinylm.nn import ModelConfig, TransformerLM, cross_entropy, generate
-from tinylm.nn.typecheck import TYPECHECK, unchecked
+import tinylm.nn
+from tinylm.nn import TYPECHECK, ModelConfig, TransformerLM, cross_entropy, generate
+
+
+def nn_name(name: str, module: str):
+    """`tinylm.nn.<name>`; until nn/__init__ exports it (requested), from its own module."""
+    found = getattr(tinylm.nn, name, None)
+    return found if found is not None else getattr(importlib.import_module(module), name)
+
+
+unchecked = nn_name("unchecked", "tinylm.nn.typecheck")
 
 TINYSTORIES = ModelConfig(
     vocab_size=10_000, context_length=256, d_model=512, num_layers=4, num_heads=16, d_ff=1344
@@ -45,9 +55,8 @@ TINY = ModelConfig(
 
 def make_tinylm(config: ModelConfig, attention="naive", fused_qkv=False, device=None, dtype=None):
     """TransformerLM on the given kernels, before or after `ComputeConfig` moved them out."""
-    try:
-        from tinylm.nn import ComputeConfig
-    except ImportError:  # kernels are still ModelConfig fields
+    ComputeConfig = getattr(tinylm.nn, "ComputeConfig", None)
+    if ComputeConfig is None:  # kernels are still ModelConfig fields
         config = dataclasses.replace(config, attention=attention, fused_qkv=fused_qkv)
         return TransformerLM(config, device=device, dtype=dtype)
     compute = ComputeConfig(attention=attention, fused_qkv=fused_qkv)
