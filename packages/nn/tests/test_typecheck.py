@@ -136,11 +136,6 @@ def test_strict_level_checks_accelerator_tensors_too():
 
 
 @checks_on
-@pytest.mark.xfail(
-    strict=True,
-    reason="Embedding and RotaryEmbedding still call value_checks_enabled() without the tensor "
-    "(layers.py/rope.py); drop this mark once they pass it",
-)
 def test_training_hot_path_does_not_sync_off_cpu():
     config = ModelConfig(50, 16, 32, 2, 2, 64)
     model = TransformerLM(config, device="meta")
