@@ -1,185 +1,280 @@
-"""Benchmark tinylm.nn: training throughput (forward+backward tokens/s, MFU) and generation speed.
+"""tinylm vs Hugging Face Llama, side by side in one run: training steps and batch-1 decoding.
 
-Model: the TinyStories shape (vocab 10,000, ctx 256, d_model 512, 4 layers, 16 heads, d_ff 1344).
+Training = forward + cross-entropy + backward + torch.optim.AdamW step (the same optimizer for
+both, so only the model differs), fp32, TinyStories shape (vocab 10K, ctx 256, d 512, 4 layers,
+16 heads, d_ff 1344), batch 4. Variants, each timed in every round, rounds interleaved (a shared
+machine's noise hits all variants alike), best round kept:
 
-    uv run --no-sync python bench/nn_bench.py                      # CPU, small defaults (~2 min)
-    uv run --no-sync python bench/nn_bench.py --device cuda --batch-size 64 --steps 20
+    tinylm eager, naive attention / sdpa, type checks on (the default) and off; tinylm compiled
+    HF LlamaForCausalLM (attn_implementation="sdpa", untied) eager and compiled
 
-CPU: eager and torch.compile'd float32. CUDA: eager float32, then bf16 autocast + torch.compile on
-the fast path (attention="sdpa", fused_qkv=True). MFU = tokens/s × train FLOPs/token
-(`model_stats`) / peak FLOP/s, where the peak is measured in this run with a large matmul in the
-same dtype (so MFU is against what this machine's matmul achieves, not a datasheet number);
-`--peak-tflops` overrides it (e.g. 989 for an H100 SXM in bf16, dense).
+Decoding: greedy, batch 1, 16-token prompt, 128 new tokens: `tinylm.nn.generate` (checks on/off)
+vs HF `generate` (dynamic cache, its default on CPU).
+
+    uv run --no-sync python bench/nn_bench.py              # 3 rounds (~5 min on 2 loaded cores)
+    uv run --no-sync python bench/nn_bench.py --quick      # tiny shape, 1 round: a smoke test
+
+"Checks off" runs inside `tinylm.nn.typecheck.unchecked()`, which skips exactly what
+TINYLM_TYPECHECK=0 skips (the wrapper's remaining cost is one int test per call). Works with
+ModelConfig(attention=, fused_qkv=) and with TransformerLM(config, compute=ComputeConfig(...)).
 """
 
 import argparse
-import os
-import statistics
+import contextlib
+import dataclasses
+import importlib
+import json
 import time
 
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 
-from tinylm.nn import (
-    ComputeConfig,
-    ModelConfig,
-    TransformerLM,
-    cross_entropy,
-    generate,
-    model_stats,
-)
+import tinylm.nn
+from tinylm.nn import TYPECHECK, ModelConfig, TransformerLM, cross_entropy, generate
+
+
+def nn_name(name: str, module: str):
+    """`tinylm.nn.<name>`; until nn/__init__ exports it (requested), from its own module."""
+    found = getattr(tinylm.nn, name, None)
+    return found if found is not None else getattr(importlib.import_module(module), name)
+
+
+unchecked = nn_name("unchecked", "tinylm.nn.typecheck")
 
 TINYSTORIES = ModelConfig(
     vocab_size=10_000, context_length=256, d_model=512, num_layers=4, num_heads=16, d_ff=1344
 )
+TINY = ModelConfig(
+    vocab_size=256, context_length=32, d_model=64, num_layers=2, num_heads=4, d_ff=96
+)
 
 
-def sync(device: str) -> None:
-    if device == "cuda":
+# --- adapters: one place that knows how kernels are chosen and how HF spells the same model -----
+
+
+def make_tinylm(config: ModelConfig, attention="naive", fused_qkv=False, device=None, dtype=None):
+    """TransformerLM on the given kernels, before or after `ComputeConfig` moved them out."""
+    ComputeConfig = getattr(tinylm.nn, "ComputeConfig", None)
+    if ComputeConfig is None:  # kernels are still ModelConfig fields
+        config = dataclasses.replace(config, attention=attention, fused_qkv=fused_qkv)
+        return TransformerLM(config, device=device, dtype=dtype)
+    compute = ComputeConfig(attention=attention, fused_qkv=fused_qkv)
+    return TransformerLM(config, compute=compute, device=device, dtype=dtype)
+
+
+def make_hf(config: ModelConfig, device=None, dtype=torch.float32):
+    """LlamaForCausalLM of the same shape (random weights, untied, sdpa attention)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    kwargs = dict(
+        vocab_size=config.vocab_size,
+        hidden_size=config.d_model,
+        intermediate_size=config.d_ff,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_heads,
+        max_position_embeddings=config.context_length,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        attention_bias=False,
+        mlp_bias=False,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
+    )
+    if "rope_parameters" in LlamaConfig.__init__.__code__.co_varnames:  # transformers >= 5
+        kwargs["rope_parameters"] = {"rope_type": "default", "rope_theta": config.rope_theta}
+    else:
+        kwargs["rope_theta"] = config.rope_theta
+    hf_config = LlamaConfig(**kwargs)
+    hf_config._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    return LlamaForCausalLM(hf_config).to(device=device, dtype=dtype)
+
+
+def sync(device) -> None:
+    if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
 
 
-def measure_matmul_peak(device: str, dtype: torch.dtype, size: int, windows: int = 8) -> float:
-    """FLOP/s of a square matmul, the practical peak of this device/dtype.
-
-    Best of several short windows, so a neighbour's burst of CPU use does not lower the peak.
-    """
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    sync(device)
-    best = 0.0
-    for _ in range(windows):
-        n, start = 0, time.perf_counter()
-        while n < 4 or time.perf_counter() - start < 0.25:
-            a @ b
-            n += 1
-            if n % 8 == 0:
-                sync(device)
-        sync(device)
-        best = max(best, 2 * size**3 * n / (time.perf_counter() - start))
-    return best
+# --- timed pieces, shared with bench/gpu_check.py ------------------------------------------------
 
 
-def train_tokens_per_s(model, config, batch_size, steps, device, autocast_dtype=None) -> float:
-    """Forward + loss + backward tokens/s (median step), after two warm-up steps (compilation)."""
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    ids = torch.randint(
-        0, config.vocab_size, (batch_size, config.context_length + 1), generator=gen
-    )
+@dataclasses.dataclass
+class TrainVariant:
+    """One training setup: `step()` runs forward+loss+backward+optimizer step and returns loss."""
+
+    label: str
+    step: object
+    tokens_per_step: int
+    context: object = contextlib.nullcontext
+    best: float = 0.0  # tokens/s, best round
+
+
+def train_step_fn(model, kind, config, batch, device, autocast_dtype=None, compiled=False):
+    """A closure doing one optimizer step of `model` ("tinylm" or "hf") on a fixed random batch."""
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, config.vocab_size, (batch, config.context_length + 1), generator=gen)
     x, y = ids[:, :-1].to(device), ids[:, 1:].to(device)
-    params = [p for p in model.parameters()]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
+    runner = torch.compile(model) if compiled else model
+    dev_type = torch.device(device).type
 
-    def step():
-        for p in params:
-            p.grad = None
-        with torch.autocast(device, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            loss = cross_entropy(model(x), y)
+    def step() -> Tensor:
+        with torch.autocast(dev_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            if kind == "hf":
+                logits = runner(input_ids=x).logits
+                loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+            else:
+                loss = cross_entropy(runner(x), y)
         loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
 
-    for _ in range(2):
-        step()
-    sync(device)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
+    return step
+
+
+def time_steps(step, steps: int, device, context=contextlib.nullcontext) -> float:
+    """Seconds per step, median of `steps` (after one warm-up step)."""
+    with context():
         step()
         sync(device)
-        times.append(time.perf_counter() - start)
-    # Median step: robust to a neighbour's burst of CPU use on a shared machine.
-    return batch_size * config.context_length / statistics.median(times)
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            step()
+            sync(device)
+            times.append(time.perf_counter() - start)
+    times.sort()
+    return times[len(times) // 2]
 
 
-def generate_tokens_per_s(model, batch_size, prompt_len, new_tokens, use_kv_cache) -> float:
-    device = next(model.parameters()).device
-    prompt = torch.randint(0, model.config.vocab_size, (batch_size, prompt_len), device=device)
-    generate(model, prompt, 8, temperature=0, use_kv_cache=use_kv_cache)  # warm-up
-    sync(device.type)
-    start = time.perf_counter()
-    generate(model, prompt, new_tokens, temperature=0, use_kv_cache=use_kv_cache)
-    sync(device.type)
-    return batch_size * new_tokens / (time.perf_counter() - start)
+def decode_fn(model, kind, prompt, new_tokens, **hf_kwargs):
+    """A closure that greedily decodes `new_tokens` tokens after `prompt` (batch 1)."""
+    if kind == "hf":
+
+        def run():
+            with torch.no_grad():
+                return model.generate(
+                    prompt,
+                    attention_mask=torch.ones_like(prompt),
+                    max_new_tokens=new_tokens,
+                    min_new_tokens=new_tokens,
+                    do_sample=False,
+                    pad_token_id=0,
+                    **hf_kwargs,
+                )
+
+    else:
+
+        def run():
+            return generate(model, prompt[0], new_tokens, temperature=0)
+
+    return run
+
+
+def time_decode(run, new_tokens: int, device, context=contextlib.nullcontext) -> float:
+    with context():
+        run()  # warm-up (and compilation, where there is one)
+        sync(device)
+        start = time.perf_counter()
+        out = run()
+        sync(device)
+    assert out.shape[-1] >= new_tokens
+    return new_tokens / (time.perf_counter() - start)
+
+
+# --- the CPU table -------------------------------------------------------------------------------
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--steps", type=int, default=5, help="timed training steps per variant")
+    parser.add_argument("--quick", action="store_true", help="tiny shape, 1 round, few steps")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per variant/round")
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile runs")
-    parser.add_argument("--gen-tokens", type=int, default=128, help="new tokens for generate")
-    parser.add_argument("--gen-batch-size", type=int, default=1)
-    parser.add_argument("--peak-tflops", type=float, default=None, help="override measured peak")
+    parser.add_argument("--gen-tokens", type=int, default=128)
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda but CUDA is not available")
-    device = args.device
-    if os.environ.get("TINYLM_TYPECHECK", "1") != "0":
-        print("note: runtime type checks are on; set TINYLM_TYPECHECK=0 for the fastest eager path")
-
-    config = TINYSTORIES
-    stats = model_stats(config)
-    name = (
-        torch.cuda.get_device_name()
-        if device == "cuda"
-        else f"CPU, {torch.get_num_threads()} threads"
-    )
-    print(f"device: {name}; torch {torch.__version__}")
+    config = TINY if args.quick else TINYSTORIES
+    rounds = args.rounds or (1 if args.quick else 3)
+    steps = args.steps or (2 if args.quick else 3)
+    device = "cpu"
+    batch = args.batch_size
+    tokens = batch * config.context_length
+    if not TYPECHECK:
+        print("note: TINYLM_TYPECHECK=0 in the environment: 'checks on' rows are really off")
     print(
-        f"model: {stats.params / 1e6:.2f}M params ({stats.non_embedding_params / 1e6:.2f}M "
-        f"non-embedding), {stats.train_flops_per_token / 1e6:.1f} MFLOP/token fwd+bwd; "
-        f"batch {args.batch_size} x ctx {config.context_length}"
+        f"CPU, {torch.get_num_threads()} threads; torch {torch.__version__}; {config}; batch "
+        f"{batch}; {rounds} interleaved rounds x {steps} steps (median), best round kept"
     )
 
-    def measure_peaks() -> dict[torch.dtype, float]:
-        peaks = {torch.float32: measure_matmul_peak(device, torch.float32, 1024 * (1 + 3 * cuda))}
-        if cuda:
-            peaks[torch.bfloat16] = measure_matmul_peak(device, torch.bfloat16, 8192)
-        return peaks
+    variants: list[TrainVariant] = []
 
-    cuda = device == "cuda"
-    # Measured before and after the training runs, best kept: a shared CPU's neighbours can
-    # depress any one measurement, and an MFU against a depressed peak would read too high.
-    peaks = measure_peaks() if args.peak_tflops is None else {}
+    def add(label, model, kind, compiled=False, context=contextlib.nullcontext):
+        step = train_step_fn(model, kind, config, batch, device, compiled=compiled)
+        variants.append(TrainVariant(label, step, tokens, context))
 
-    plain = ComputeConfig()
-    variants = [("eager fp32", plain, False, None)]
-    if not args.no_compile:
-        variants.append(("compiled fp32", plain, True, None))
-        if cuda:
-            fast = ComputeConfig(attention="sdpa", fused_qkv=True)
-            variants.append(("compiled bf16 autocast, sdpa+fused qkv", fast, True, torch.bfloat16))
-    results = []
-    for label, compute, compiled, amp in variants:
-        cfg = config
-        torch.manual_seed(0)
-        model = TransformerLM(cfg, compute, device=device)
-        runner = torch.compile(model) if compiled else model
-        t0 = time.perf_counter()
-        tps = train_tokens_per_s(runner, cfg, args.batch_size, args.steps, device, amp)
-        results.append((label, amp or torch.float32, tps, time.perf_counter() - t0))
-        del model, runner
-
-    if args.peak_tflops is not None:
-        peaks = dict.fromkeys((torch.float32, torch.bfloat16), args.peak_tflops * 1e12)
-        print(f"peak: {args.peak_tflops:.1f} TFLOP/s (given)")
-    else:
-        peaks = {k: max(v, peaks[k]) for k, v in measure_peaks().items()}
-        for dtype, flops in peaks.items():
-            print(f"peak (measured square matmul, {dtype}): {flops / 1e12:.3f} TFLOP/s")
-
-    print(f"\n{'training (fwd+bwd)':<42} {'tokens/s':>12} {'MFU':>8}")
-    for label, dtype, tps, total in results:
-        mfu = tps * stats.train_flops_per_token / peaks[dtype]
-        print(f"{label:<42} {tps:>12,.0f} {mfu:>8.1%}   ({total:.0f}s incl. warm-up)")
-
-    print(f"\n{'generate (greedy, batch ' + str(args.gen_batch_size) + ')':<42} {'tokens/s':>12}")
     torch.manual_seed(0)
-    model = TransformerLM(config, device=device)
-    for use_cache in (True, False):
-        tps = generate_tokens_per_s(model, args.gen_batch_size, 16, args.gen_tokens, use_cache)
-        label = f"{args.gen_tokens} new tokens, KV cache {'on' if use_cache else 'off'}"
-        print(f"{label:<42} {tps:>12,.1f}")
+    add("tinylm eager naive, checks on", make_tinylm(config, "naive"), "tinylm")
+    add("tinylm eager sdpa, checks on", make_tinylm(config, "sdpa"), "tinylm")
+    add("tinylm eager naive, checks off", make_tinylm(config, "naive"), "tinylm", context=unchecked)
+    add("tinylm eager sdpa, checks off", make_tinylm(config, "sdpa"), "tinylm", context=unchecked)
+    add("HF Llama eager (sdpa)", make_hf(config), "hf")
+    if not args.no_compile:
+        add("tinylm compiled sdpa", make_tinylm(config, "sdpa"), "tinylm", compiled=True)
+        add("HF Llama compiled (sdpa)", make_hf(config), "hf", compiled=True)
+
+    for r in range(rounds):
+        for v in variants:
+            seconds = time_steps(v.step, steps, device, v.context)
+            v.best = max(v.best, v.tokens_per_step / seconds)
+        print(f"round {r + 1}/{rounds} done")
+
+    prompt = torch.randint(
+        0, config.vocab_size, (1, 16), generator=torch.Generator().manual_seed(1)
+    )
+    n = args.gen_tokens if not args.quick else 16
+    decoders = {
+        "tinylm generate, checks on": (
+            decode_fn(make_tinylm(config, "sdpa"), "tinylm", prompt, n),
+            contextlib.nullcontext,
+        ),
+        "tinylm generate, checks off": (
+            decode_fn(make_tinylm(config, "sdpa"), "tinylm", prompt, n),
+            unchecked,
+        ),
+        "HF generate": (decode_fn(make_hf(config), "hf", prompt, n), contextlib.nullcontext),
+    }
+    decode_best = dict.fromkeys(decoders, 0.0)
+    for _ in range(rounds):
+        for label, (run, ctx) in decoders.items():
+            decode_best[label] = max(decode_best[label], time_decode(run, n, device, ctx))
+
+    by_label = {v.label: v.best for v in variants}
+    hf_eager = by_label["HF Llama eager (sdpa)"]
+    hf_compiled = by_label.get("HF Llama compiled (sdpa)")
+    print(
+        f"\n| training, fwd+bwd+AdamW (batch {batch} x {config.context_length}) | tokens/s "
+        "| vs HF eager | vs HF compiled |"
+    )
+    print("|---|---:|---:|---:|")
+    for v in variants:
+        vs_c = f"{v.best / hf_compiled:.2f}x" if hf_compiled else "-"
+        print(f"| {v.label} | {v.best:,.0f} | {v.best / hf_eager:.2f}x | {vs_c} |")
+    hf_dec = decode_best["HF generate"]
+    print(f"\n| decoding, greedy, batch 1, {n} new tokens | tokens/s | vs HF generate |")
+    print("|---|---:|---:|")
+    for label, tps in decode_best.items():
+        print(f"| {label} | {tps:,.1f} | {tps / hf_dec:.2f}x |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                {"train_tokens_per_s": by_label, "decode_tokens_per_s": decode_best}, f, indent=2
+            )
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tinylm.nn import ModelConfig, TransformerLM, generate, softmax
-from tinylm.nn.generate import _nucleus_filter
+from tinylm.nn.generate import _nucleus_filter, _top_k_filter
 
 CONFIG = ModelConfig(
     vocab_size=40, context_length=12, d_model=32, num_layers=2, num_heads=4, d_ff=64
@@ -17,6 +17,16 @@ def model():
     return TransformerLM(CONFIG)
 
 
+def fast_model(attention: str) -> TransformerLM:
+    """The same model on a fast kernel path, before or after `ComputeConfig` split it off."""
+    try:
+        from tinylm.nn import ComputeConfig
+    except ImportError:  # kernels still live in ModelConfig
+        config = ModelConfig(**{**CONFIG.to_dict(), "attention": attention, "fused_qkv": True})
+        return TransformerLM(config)
+    return TransformerLM(CONFIG, compute=ComputeConfig(attention=attention, fused_qkv=True))
+
+
 def naive_greedy(model, ids, n):
     """Oracle: nanoGPT-style loop, full forward over the cropped sequence for every token."""
     for _ in range(n):
@@ -27,9 +37,7 @@ def naive_greedy(model, ids, n):
 
 @pytest.mark.parametrize("attention", ["naive", "sdpa"])
 def test_cached_greedy_equals_uncached_past_the_context_window(model, attention):
-    fast = TransformerLM(
-        ModelConfig(**{**CONFIG.to_dict(), "attention": attention, "fused_qkv": True})
-    )
+    fast = fast_model(attention)
     fast.load_state_dict(model.state_dict())
     prompt = torch.randint(0, 40, (3, 5), generator=torch.Generator().manual_seed(1))
     n = 20  # 5 + 20 > context_length: the window slides
@@ -139,4 +147,51 @@ def test_argument_errors(model):
         generate(model, [], 3)
     with pytest.raises(ValueError, match="token id 40"):
         generate(model, [1, 40], 3)
+    with pytest.raises(ValueError, match="top_k"):
+        generate(model, [1], 3, top_k=0)
     assert generate(model, [1, 2], 0).tolist() == [1, 2]
+
+
+def test_top_k_filter_keeps_the_k_largest_and_ties():
+    logits = torch.tensor([[0.1, 3.0, -1.0, 2.0, 2.5], [1.0, 1.0, 1.0, 0.0, 5.0]])
+    out = _top_k_filter(logits, 2)
+    inf = float("-inf")
+    assert out[0].tolist() == [inf, 3.0, inf, inf, 2.5]
+    assert out[1].tolist() == [1.0, 1.0, 1.0, inf, 5.0]  # the 2nd largest (1.0) is tied 3 ways
+    assert torch.equal(_top_k_filter(logits, 5), logits)
+
+
+def test_top_k_sampling_frequencies_follow_the_renormalised_top_k(model):
+    """Oracle: p_i ∝ exp(z_i / T) for the k largest z_i, 0 elsewhere."""
+    prompt = torch.tensor([[7, 8, 9]]).repeat(4000, 1)
+    gen = torch.Generator().manual_seed(0)
+    out = generate(model, prompt, 1, temperature=2.0, top_k=5, generator=gen)
+    counts = torch.bincount(out[:, -1], minlength=40).float() / 4000
+    with torch.no_grad():
+        z = model(prompt[:1])[0, -1] / 2.0
+    top = z.topk(5).indices
+    expected = torch.zeros(40)
+    expected[top] = torch.exp(z[top] - z[top].max()) / torch.exp(z[top] - z[top].max()).sum()
+    assert set(counts.nonzero().flatten().tolist()) <= set(top.tolist())
+    assert (counts - expected).abs().max() < 0.03
+
+
+def test_top_k_one_is_greedy_and_combines_with_top_p(model):
+    prompt = torch.tensor([3, 1, 4])
+    greedy = generate(model, prompt, 8, temperature=0)
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(generate(model, prompt, 8, temperature=1.5, top_k=1, generator=gen), greedy)
+    both = generate(model, prompt, 8, temperature=1.0, top_k=3, top_p=1e-6, generator=gen)
+    assert torch.equal(both, greedy)
+
+
+def test_all_finished_stop_is_exact_although_checked_every_few_tokens(model):
+    """The host reads the all-finished flag every EOS_CHECK_EVERY tokens; the output must still
+    end at the step where the last row emitted eos, for every position of that step."""
+    prompt = torch.tensor([[5, 6], [5, 6]])  # identical rows finish together
+    new = generate(model, prompt, 40, temperature=0)[0, 2:].tolist()
+    for eos in set(new):
+        first = new.index(eos)
+        out = generate(model, prompt, 40, temperature=0, eos_id=eos)
+        assert out.shape == (2, 2 + first + 1), (eos, first)
+        assert out[:, 2:].tolist() == [new[: first + 1]] * 2

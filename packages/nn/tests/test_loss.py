@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 import tinylm.nn
 from tinylm.nn import cross_entropy
+from tinylm.nn.loss import linear_cross_entropy
 
 value_checks = pytest.mark.skipif(
     not tinylm.nn.TYPECHECK, reason="value checks are off with TINYLM_TYPECHECK=0"
@@ -57,3 +58,101 @@ def test_cross_entropy_shape_mismatch():
 def test_cross_entropy_target_out_of_range():
     with pytest.raises(ValueError, match=r"target id 5 .*vocab=5"):
         cross_entropy(torch.randn(2, 5), torch.tensor([1, 5]))
+
+
+# --- linear_cross_entropy: the chunked lm-head + loss, against the unfused reference -----------
+
+
+def _reference(hidden, weight, targets, softcap=0.0):
+    logits = hidden @ weight.t()
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    if softcap > 0:
+        logits = softcap * torch.tanh(logits / softcap)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+@pytest.mark.parametrize("softcap", [0.0, 5.0])
+@pytest.mark.parametrize("chunk_size", [1, 7, 64, 10_000])
+def test_linear_cross_entropy_matches_reference_value_and_grads(softcap, chunk_size):
+    torch.manual_seed(0)
+    hidden = (torch.randn(3, 11, 16) * 2).requires_grad_(True)
+    weight = torch.randn(37, 16).requires_grad_(True)
+    targets = torch.randint(0, 37, (3, 11))
+    loss = linear_cross_entropy(hidden, weight, targets, softcap=softcap, chunk_size=chunk_size)
+    expected = _reference(hidden, weight, targets, softcap)
+    torch.testing.assert_close(loss, expected)
+    gh, gw = torch.autograd.grad(loss, (hidden, weight))
+    eh, ew = torch.autograd.grad(expected, (hidden, weight))
+    torch.testing.assert_close(gh, eh)
+    torch.testing.assert_close(gw, ew)
+
+
+def test_linear_cross_entropy_gradcheck_float64():
+    torch.manual_seed(0)
+    hidden = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, 6, (5,))
+    for softcap in (0.0, 2.0):
+        assert torch.autograd.gradcheck(
+            lambda h, w, c=softcap: linear_cross_entropy(h, w, targets, softcap=c, chunk_size=2),
+            (hidden, weight),
+        )
+
+
+def test_linear_cross_entropy_bf16_inputs_within_bf16_tolerance():
+    torch.manual_seed(0)
+    hidden = torch.randn(64, 32).bfloat16().requires_grad_(True)
+    weight = (torch.randn(500, 32) * 0.3).bfloat16().requires_grad_(True)
+    targets = torch.randint(0, 500, (64,))
+    loss = linear_cross_entropy(hidden, weight, targets, softcap=15.0, chunk_size=16)
+    assert loss.dtype == torch.float32
+    # Oracle in float64 from the same bf16 values.
+    h64, w64 = hidden.double().detach().requires_grad_(), weight.double().detach().requires_grad_()
+    expected = _reference(h64, w64, targets, 15.0)
+    torch.testing.assert_close(loss.double(), expected, atol=2e-2, rtol=1e-2)
+    loss.backward()
+    expected.backward()
+    assert hidden.grad.dtype == torch.bfloat16 and weight.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(hidden.grad.double(), h64.grad, atol=2e-3, rtol=2e-2)
+    torch.testing.assert_close(weight.grad.double(), w64.grad, atol=2e-3, rtol=2e-2)
+
+
+def test_linear_cross_entropy_under_autocast_matches_autocast_reference():
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 9, 16, requires_grad=True)
+    weight = torch.randn(40, 16, requires_grad=True)
+    targets = torch.randint(0, 40, (2, 9))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = linear_cross_entropy(hidden, weight, targets, chunk_size=5)
+        expected = _reference(hidden, weight, targets)
+    torch.testing.assert_close(loss, expected, atol=1e-2, rtol=1e-2)
+    gh, gw = torch.autograd.grad(loss, (hidden, weight))
+    eh, ew = torch.autograd.grad(expected, (hidden, weight))
+    assert gh.dtype == torch.float32 and gw.dtype == torch.float32  # grads land in fp32 params
+    torch.testing.assert_close(gh, eh, atol=1e-2, rtol=5e-2)
+    torch.testing.assert_close(gw, ew, atol=1e-2, rtol=5e-2)
+
+
+def test_linear_cross_entropy_large_logits_finite():
+    hidden = torch.tensor([[1e2, 0.0], [0.0, -1e2]], requires_grad=True)
+    weight = torch.tensor([[1e2, 0.0], [0.0, 1e2], [-1e2, 0.0]], requires_grad=True)
+    targets = torch.tensor([1, 2])
+    loss = linear_cross_entropy(hidden, weight, targets, chunk_size=1)
+    torch.testing.assert_close(loss, _reference(hidden.double(), weight.double(), targets).float())
+    loss.backward()
+    assert torch.isfinite(hidden.grad).all() and torch.isfinite(weight.grad).all()
+
+
+def test_linear_cross_entropy_bad_input():
+    with pytest.raises(ValueError, match="does not match"):
+        linear_cross_entropy(torch.randn(2, 3, 4), torch.randn(5, 4), torch.zeros(3, 2).long())
+    with pytest.raises(ValueError, match="chunk_size"):
+        linear_cross_entropy(
+            torch.randn(2, 4), torch.randn(5, 4), torch.zeros(2).long(), chunk_size=0
+        )
+
+
+@value_checks
+def test_linear_cross_entropy_target_out_of_range():
+    with pytest.raises(ValueError, match=r"target id 5 .*vocab=5"):
+        linear_cross_entropy(torch.randn(2, 4), torch.randn(5, 4), torch.tensor([1, 5]))

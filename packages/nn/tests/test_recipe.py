@@ -376,7 +376,23 @@ def test_forward_with_targets_is_the_mean_cross_entropy_of_the_logits(config):
     assert torch.equal(loss, cross_entropy(logits, targets))  # "full" is exactly this
     expected = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
     torch.testing.assert_close(loss, expected)
-    assert set(LOSS_KERNELS) >= {"full"} and set(ATTENTION_KERNELS) == {"naive", "sdpa"}
+    assert set(LOSS_KERNELS) == {"full", "chunked"} and set(ATTENTION_KERNELS) == {"naive", "sdpa"}
+
+
+@pytest.mark.parametrize("config", [BASE, ALL_ON], ids=["plain", "all-on"])
+def test_chunked_loss_kernel_equals_full_in_value_and_gradient(config):
+    full = build(config)
+    perturb_scalars(full)
+    chunked = build(config, ComputeConfig(loss="chunked"))
+    chunked.load_state_dict(full.state_dict())
+    ids, targets = ids_and_targets()
+    loss_full, loss_chunked = full(ids, targets=targets), chunked(ids, targets=targets)
+    torch.testing.assert_close(loss_chunked, loss_full, rtol=1e-5, atol=1e-6)
+    loss_full.backward()
+    loss_chunked.backward()
+    grads = dict(chunked.named_parameters())
+    for name, p in full.named_parameters():
+        torch.testing.assert_close(grads[name].grad, p.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
 @pytest.mark.parametrize("attention", ["naive", "sdpa"])

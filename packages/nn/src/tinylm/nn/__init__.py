@@ -34,11 +34,11 @@ from tinylm.nn.layers import (
     silu,
     softmax,
 )
-from tinylm.nn.loss import cross_entropy
+from tinylm.nn.loss import cross_entropy, linear_cross_entropy
 from tinylm.nn.model import KVCache, TransformerBlock, TransformerLM
 from tinylm.nn.rope import RotaryEmbedding
 from tinylm.nn.stats import ModelStats, model_stats
-from tinylm.nn.typecheck import TYPECHECK
+from tinylm.nn.typecheck import TYPECHECK, unchecked
 
 __all__ = [
     "ATTENTION_KERNELS",
@@ -63,6 +63,7 @@ __all__ = [
     "cross_entropy",
     "default_d_ff",
     "generate",
+    "linear_cross_entropy",
     "logit_softcap",
     "model_stats",
     "relu_squared",
@@ -70,4 +71,5 @@ __all__ = [
     "silu",
     "softmax",
     "split_compute_keys",
+    "unchecked",
 ]

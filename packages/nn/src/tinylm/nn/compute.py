@@ -10,7 +10,7 @@ from-scratch reference (defined in attention.py / loss.py), the others must matc
     QKV_PROJECTIONS    False: q_proj(x), k_proj(x), v_proj(x) (reference)
                        True:  one matmul against the stacked q/k/v weights (keys unchanged)
     LOSS_KERNELS       "full": lm_head → softcap → cross_entropy on all logits (reference)
-                       "chunked": loss.linear_cross_entropy, joins once loss.py defines it
+                       "chunked": loss.linear_cross_entropy (chunked, no full logits)
 
 `compile` and `dtype` are not used inside tinylm.nn: they ride along so that the train package
 has every "how" knob in one `[compute]` section.
@@ -110,10 +110,8 @@ def full_logits_loss(
 
 # kernel(hidden (..., d_model), lm_head weight (vocab, d_model), targets (...), *, softcap) -> mean
 LOSS_KERNELS: dict[str, Callable[..., Tensor]] = {"full": full_logits_loss}
-# The chunked kernel lives in loss.py (another module's concern) with the same signature
-# (`chunk_size` keeps its default); it joins the table as soon as loss.py defines it.
-if hasattr(_loss, "linear_cross_entropy"):
-    LOSS_KERNELS["chunked"] = _loss.linear_cross_entropy
+# The chunked kernel (loss.py): same function, never materialises the (tokens, vocab) logits.
+LOSS_KERNELS["chunked"] = _loss.linear_cross_entropy
 
 # ------------------------------------------------------------------------------------- config
 

@@ -1,4 +1,4 @@
-"""Autoregressive sampling with a KV cache: greedy, temperature and nucleus (top-p).
+"""Autoregressive sampling with a KV cache: greedy, temperature, top-k and nucleus (top-p).
 
 Policy, in brief:
 - Returns prompt + new tokens, like nanoGPT (1-D prompt in, 1-D out; 2-D batch in, 2-D out).
@@ -11,6 +11,11 @@ Policy, in brief:
   paths give the same tokens throughout.
 - Stopping at `eos_id`: a sequence that has emitted eos is padded with eos; generation ends early
   when every sequence has finished.
+- Speed (batch-1 decoding is all per-token overhead on small models): the prompt and its forward
+  are type-checked once, the token loop runs under `typecheck.unchecked()`; tokens are written
+  into one preallocated output; "has every row finished?" is a device-side flag per step, read by
+  the host only every `EOS_CHECK_EVERY` tokens (each read is a sync), and the result is cut back
+  to the exact step where the last row finished, so the output is as if checked every token.
 """
 
 import warnings
@@ -22,7 +27,17 @@ from torch import Tensor
 from torch.nn import Module
 
 from tinylm.nn.layers import softmax
-from tinylm.nn.typecheck import typechecked
+from tinylm.nn.typecheck import typechecked, unchecked
+
+EOS_CHECK_EVERY = 16  # tokens between host reads of the all-finished flag
+
+
+def _top_k_filter(logits: Float[Tensor, "batch vocab"], top_k: int) -> Tensor:
+    """Keep the k largest logits per row (ties with the k-th are kept), set the rest to −inf."""
+    if top_k >= logits.shape[-1]:
+        return logits
+    kth = logits.topk(top_k, dim=-1).values[:, -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
 
 
 def _nucleus_filter(probs: Float[Tensor, "batch vocab"], top_p: float) -> Tensor:
@@ -35,11 +50,18 @@ def _nucleus_filter(probs: Float[Tensor, "batch vocab"], top_p: float) -> Tensor
 
 
 def _sample_next(
-    logits: Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+    logits: Tensor,
+    temperature: float,
+    top_p: float,
+    top_k: int | None,
+    generator: torch.Generator | None,
 ) -> Tensor:
     if temperature == 0:
         return logits.argmax(dim=-1)
-    probs = softmax(logits.float() / temperature, dim=-1)
+    logits = logits.float() / temperature
+    if top_k is not None:  # top-k first, then the nucleus of what is left (as HF does)
+        logits = _top_k_filter(logits, top_k)
+    probs = softmax(logits, dim=-1)
     if top_p < 1.0:
         probs = _nucleus_filter(probs, top_p)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
@@ -81,12 +103,14 @@ def generate(
     top_p: float | int = 1.0,
     eos_id: int | None = None,
     generator: torch.Generator | None = None,
+    top_k: int | None = None,
     *,
     use_kv_cache: bool = True,
 ) -> Tensor:
     """Sample up to `max_new_tokens` tokens after `prompt_ids`; return prompt + new tokens.
 
-    `temperature=0` is greedy decoding; `top_p<1` samples from the nucleus. With a seeded
+    `temperature=0` is greedy decoding; `top_k` keeps the k most likely tokens (ties kept) and
+    `top_p<1` then samples from the nucleus of those. With a seeded
     `generator` (on the model's device) the output is deterministic. `model` may be a
     `TransformerLM` or a `torch.compile`/DDP wrapper of one. `use_kv_cache=False` re-encodes the
     (cropped) sequence for every token: slower, same result; kept for testing and benchmarking.
@@ -97,6 +121,8 @@ def generate(
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1 (or None = off), got {top_k}")
     core = _unwrap(model)
     context_length = core.config.context_length
     device = next(core.parameters()).device
@@ -121,7 +147,12 @@ def generate(
         # later autograd forward (e.g. as training input).
         with torch.no_grad():
             out = _decode(
-                core, ids, max_new_tokens, temperature, top_p, eos_id, generator, use_kv_cache
+                core,
+                ids,
+                max_new_tokens,
+                (temperature, top_p, top_k, generator),
+                eos_id,
+                use_kv_cache,
             )
     finally:
         model.train(was_training)
@@ -135,28 +166,41 @@ def generate(
     return out
 
 
-def _decode(core, ids, max_new_tokens, temperature, top_p, eos_id, generator, use_kv_cache):
+def _decode(core, ids, max_new_tokens, sampling, eos_id, use_kv_cache):
     context_length = core.config.context_length
-    batch = ids.shape[0]
-    out = ids
+    batch, prompt_len = ids.shape
     if max_new_tokens == 0:
-        return out
+        return ids
+    out = torch.empty(batch, prompt_len + max_new_tokens, dtype=ids.dtype, device=ids.device)
+    out[:, :prompt_len] = ids
     cache = core.new_kv_cache(batch) if use_kv_cache else None
-    logits = core(ids[:, -context_length:], kv_cache=cache)[:, -1]
-    finished = torch.zeros(batch, dtype=torch.bool, device=ids.device)
-    for step in range(max_new_tokens):
-        next_ids = _sample_next(logits, temperature, top_p, generator)
-        if eos_id is not None:
-            next_ids = next_ids.masked_fill(finished, eos_id)
-            finished = finished | (next_ids == eos_id)
-        out = torch.cat((out, next_ids.unsqueeze(1)), dim=1)
-        if step == max_new_tokens - 1 or (eos_id is not None and bool(finished.all())):
-            break
-        if cache is None:
-            logits = core(out[:, -context_length:])[:, -1]
-        elif cache.length < cache.max_len:
-            logits = core(next_ids.unsqueeze(1), kv_cache=cache)[:, -1]
-        else:  # window full: slide by re-encoding the last context_length tokens
-            cache.reset()
-            logits = core(out[:, -context_length:], kv_cache=cache)[:, -1]
-    return out
+    logits = core(ids[:, -context_length:], kv_cache=cache)[:, -1]  # checked: sees the prompt
+    if eos_id is not None:
+        finished = torch.zeros(batch, dtype=torch.bool, device=ids.device)
+        all_done = torch.zeros(max_new_tokens, dtype=torch.bool, device=ids.device)
+    with unchecked():
+        for step in range(max_new_tokens):
+            pos = prompt_len + step  # where this step's token goes
+            next_ids = _sample_next(logits, *sampling)
+            if eos_id is not None:
+                next_ids = next_ids.masked_fill(finished, eos_id)
+                finished |= next_ids == eos_id
+                all_done[step] = finished.all()  # stays on the device: no sync
+            out[:, pos] = next_ids
+            if step == max_new_tokens - 1:
+                break
+            if eos_id is not None and (step + 1) % EOS_CHECK_EVERY == 0 and bool(all_done[step]):
+                break
+            if cache is None:
+                logits = core(out[:, max(0, pos + 1 - context_length) : pos + 1])[:, -1]
+            elif cache.length < cache.max_len:
+                logits = core(out[:, pos : pos + 1], kv_cache=cache)[:, -1]
+            else:  # window full: slide by re-encoding the last context_length tokens
+                cache.reset()
+                logits = core(out[:, pos + 1 - context_length : pos + 1], kv_cache=cache)[:, -1]
+    steps = step + 1
+    if eos_id is not None:  # cut back to the first step at which every row had finished
+        hits = all_done[:steps].nonzero()
+        if len(hits):
+            steps = int(hits[0]) + 1
+    return out[:, : prompt_len + steps]

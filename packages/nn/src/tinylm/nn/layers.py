@@ -62,7 +62,7 @@ class Embedding(Module):
 
     @typechecked
     def forward(self, token_ids: Int[Tensor, "..."]) -> Float[Tensor, "... d"]:
-        if value_checks_enabled() and token_ids.numel() > 0:
+        if value_checks_enabled(token_ids) and token_ids.numel() > 0:
             low, high = int(token_ids.min()), int(token_ids.max())
             if low < 0 or high >= self.num_embeddings:
                 bad = high if high >= self.num_embeddings else low

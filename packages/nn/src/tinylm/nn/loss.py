@@ -1,4 +1,20 @@
-"""Cross-entropy from logits, computed stably in float32."""
+"""Cross-entropy from logits, and a chunked lm-head + cross-entropy that never builds all logits.
+
+`cross_entropy(logits, targets)` is the reference: log-sum-exp in float32 over a full logits tensor.
+
+`linear_cross_entropy(hidden, weight, targets)` computes the same loss as
+`cross_entropy(hidden @ weight.T, targets)` (optionally soft-capped) without ever holding the
+(tokens, vocab) float32 logits: rows are processed `chunk_size` at a time, each chunk's logits are
+reduced to a log-sum-exp and a target logit and thrown away. The backward pass recomputes each
+chunk's logits from `hidden` and `weight` (one extra lm-head matmul) instead of storing them:
+
+    z = h Wᵀ (soft-capped: c·tanh(z/c)),   p = softmax(z) = exp(z − lse)
+    ∂loss/∂z = (p − onehot(target)) / N      (× (1 − tanh²) under the softcap)
+    ∂loss/∂h = ∂z · W,   ∂loss/∂W = Σ_chunks ∂zᵀ · h   (accumulated in float32)
+
+Peak extra memory is O(chunk_size · vocab) instead of O(tokens · vocab); at the leaderboard shape
+(64×512 tokens, 32K vocab) the full fp32 logits are 4 GiB, a 1024-row chunk is 128 MiB.
+"""
 
 import torch
 from jaxtyping import Float, Int
@@ -6,6 +22,20 @@ from torch import Tensor
 
 from tinylm.nn.layers import upcast
 from tinylm.nn.typecheck import typechecked, value_checks_enabled
+
+DEFAULT_CHUNK_SIZE = 1024
+
+
+def _check_targets(targets: Tensor, vocab: int, where: str) -> None:
+    # Reads target values: device-aware (see typecheck.value_checks_enabled), never in the GPU
+    # training hot path unless TINYLM_TYPECHECK=strict.
+    if value_checks_enabled(targets) and targets.numel() > 0:
+        low, high = int(targets.min()), int(targets.max())
+        if low < 0 or high >= vocab:
+            raise ValueError(
+                f"{where}: target id {high if high >= vocab else low} "
+                f"is out of range for vocab={vocab}"
+            )
 
 
 @typechecked
@@ -23,14 +53,7 @@ def cross_entropy(
             f"cross_entropy: logits leading shape {tuple(logits.shape[:-1])} does not match "
             f"targets shape {tuple(targets.shape)}"
         )
-    vocab = logits.shape[-1]
-    if value_checks_enabled() and targets.numel() > 0:
-        low, high = int(targets.min()), int(targets.max())
-        if low < 0 or high >= vocab:
-            raise ValueError(
-                f"cross_entropy: target id {high if high >= vocab else low} "
-                f"is out of range for vocab={vocab}"
-            )
+    _check_targets(targets, logits.shape[-1], "cross_entropy")
     logits32 = upcast(logits)
     # Work with shifted logits throughout: lse − x_t = log Σ exp(x − m) − (x_t − m). Adding the max
     # back first would round (1e4 + 0.69) − 1e4 to float32's spacing at 1e4. The shift cancels in
@@ -39,3 +62,109 @@ def cross_entropy(
     log_sum_exp = torch.log(torch.exp(shifted).sum(dim=-1))
     target_logit = shifted.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return (log_sum_exp - target_logit).mean()
+
+
+def _chunk_logits(h: Tensor, weight: Tensor, softcap: float) -> tuple[Tensor, Tensor | None]:
+    """float32 logits of one chunk (soft-capped), and tanh(z/c) for the backward (or None)."""
+    z = upcast(h @ weight.t())
+    if softcap > 0:
+        t = torch.tanh(z / softcap)
+        return softcap * t, t
+    return z, None
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Mean CE of (hidden @ weightᵀ) over rows; hidden (N, d), weight (V, d), targets (N,)."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, softcap, chunk_size):
+        n = hidden.shape[0]
+        acc = torch.promote_types(hidden.dtype, torch.float32)
+        lse = torch.empty(n, device=hidden.device, dtype=acc)
+        total = torch.zeros((), device=hidden.device, dtype=acc)
+        for start in range(0, n, chunk_size):
+            end = min(start + chunk_size, n)
+            z, _ = _chunk_logits(hidden[start:end], weight, softcap)
+            # In place from here on: one chunk-sized buffer, not three.
+            m = z.amax(dim=-1, keepdim=True)
+            shifted = z.sub_(m)
+            target = shifted.gather(-1, targets[start:end, None]).squeeze(-1)
+            chunk_lse = torch.log(shifted.exp_().sum(dim=-1))
+            total = total + (chunk_lse - target).sum()
+            lse[start:end] = chunk_lse + m.squeeze(-1)
+        ctx.save_for_backward(hidden, weight, targets, lse)
+        ctx.softcap, ctx.chunk_size = softcap, chunk_size
+        return total / max(n, 1)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        hidden, weight, targets, lse = ctx.saved_tensors
+        softcap, chunk_size = ctx.softcap, ctx.chunk_size
+        n = hidden.shape[0]
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = (
+            torch.zeros(weight.shape, device=weight.device, dtype=lse.dtype) if need_w else None
+        )
+        scale = grad_out / max(n, 1)
+        for start in range(0, n, chunk_size):
+            end = min(start + chunk_size, n)
+            h = hidden[start:end]
+            z, t = _chunk_logits(h, weight, softcap)
+            g = z.sub_(lse[start:end, None]).exp_()  # softmax from the saved lse, in place
+            rows = torch.arange(end - start, device=g.device)
+            g[rows, targets[start:end]] -= 1.0
+            g.mul_(scale)
+            if t is not None:
+                g.mul_(t.mul_(t).neg_().add_(1.0))  # d(c·tanh(z/c))/dz = 1 − tanh²
+            g = g.to(hidden.dtype)
+            if need_h:
+                grad_h[start:end] = g @ weight
+            if need_w:
+                grad_w += upcast(g.t() @ h)
+        if need_w:
+            grad_w = grad_w.to(weight.dtype)
+        return grad_h, grad_w, None, None, None
+
+
+@typechecked
+def linear_cross_entropy(
+    hidden: Float[Tensor, "... d_model"],
+    weight: Float[Tensor, "vocab d_model"],
+    targets: Int[Tensor, "..."],
+    *,
+    softcap: float = 0.0,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> Float[Tensor, ""]:
+    """`cross_entropy(hidden @ weight.T, targets)` in row chunks, never materialising the logits.
+
+    `softcap > 0` applies logits = c·tanh(logits / c) first (ModelConfig.logit_softcap). Under
+    `torch.autocast` the matmuls run in the autocast dtype, like the lm-head they replace; the
+    log-sum-exp and the weight gradient accumulate in float32. Returns a float32 scalar (float64
+    for float64 inputs); gradients flow to `hidden` and `weight`.
+    """
+    if hidden.shape[:-1] != targets.shape:
+        raise ValueError(
+            f"linear_cross_entropy: hidden leading shape {tuple(hidden.shape[:-1])} does not "
+            f"match targets shape {tuple(targets.shape)}"
+        )
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if softcap < 0:
+        raise ValueError(f"softcap must be >= 0 (0 = off), got {softcap}")
+    _check_targets(targets, weight.shape[0], "linear_cross_entropy")
+    device_type = hidden.device.type
+    autocast = torch.amp.is_autocast_available(device_type)  # False on e.g. meta
+    if autocast and torch.is_autocast_enabled(device_type):
+        # The Function runs with autocast off (its backward would not see it); cast here instead,
+        # outside, so the casts' gradients flow back to the original dtypes.
+        dtype = torch.get_autocast_dtype(device_type)
+        hidden, weight = hidden.to(dtype), weight.to(dtype)
+    elif hidden.dtype != weight.dtype:
+        dtype = torch.promote_types(hidden.dtype, weight.dtype)
+        hidden, weight = hidden.to(dtype), weight.to(dtype)
+    args = (hidden.reshape(-1, hidden.shape[-1]), weight, targets.reshape(-1))
+    if not autocast:
+        return _LinearCrossEntropy.apply(*args, float(softcap), int(chunk_size))
+    with torch.autocast(device_type, enabled=False):
+        return _LinearCrossEntropy.apply(*args, float(softcap), int(chunk_size))

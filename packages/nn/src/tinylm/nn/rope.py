@@ -37,7 +37,7 @@ class RotaryEmbedding(Module):
     ) -> Float[Tensor, "... seq d_k"]:
         if x.shape[-1] != self.d_k:
             raise ValueError(f"RotaryEmbedding: input has d_k={x.shape[-1]}, expected {self.d_k}")
-        if value_checks_enabled() and token_positions.numel() > 0:
+        if value_checks_enabled(token_positions) and token_positions.numel() > 0:
             high = int(token_positions.max())
             if high >= self.max_seq_len or int(token_positions.min()) < 0:
                 raise ValueError(
