@@ -333,3 +333,29 @@ def test_top_k_is_passed_only_when_set(monkeypatch, tiny_config):
         sample_text(model, Tok(), "hi", 3, top_k=5)
     assert build_parser().parse_args(["--run", "r", "--top-k", "7"]).top_k == 7
     assert load_config(overrides={"sample.top_k": "40"}).sample.top_k == 40
+
+
+def test_top_k_reaches_tinylm_generate(tiny_config):
+    """With the real sampler: top_k = 1 keeps only the argmax, so sampling is greedy."""
+    import inspect
+
+    from tinylm.nn import generate
+
+    if "top_k" not in inspect.signature(generate).parameters:
+        pytest.skip("this tinylm.nn.generate has no top_k")
+
+    class Tok:
+        def encode(self, text):
+            return [3, 4, 5] if text else [7, 7]
+
+        def decode(self, ids):
+            return ",".join(map(str, ids))
+
+    torch.manual_seed(0)
+    model = TransformerLM(tiny_config.model)
+    greedy = sample_text(model, Tok(), "x", 12, temperature=0.0)
+    top1 = {sample_text(model, Tok(), "x", 12, temperature=1.5, top_k=1, seed=s) for s in range(3)}
+    free = {
+        sample_text(model, Tok(), "x", 12, temperature=1.5, top_p=1.0, seed=s) for s in range(3)
+    }
+    assert top1 == {greedy} and len(free) > 1
