@@ -359,3 +359,40 @@ def test_top_k_reaches_tinylm_generate(tiny_config):
         sample_text(model, Tok(), "x", 12, temperature=1.5, top_p=1.0, seed=s) for s in range(3)
     }
     assert top1 == {greedy} and len(free) > 1
+
+
+def test_default_run_is_the_pre_roles_trainer(tiny_config):
+    """adamw + cosine through the optimizer set and LRSchedule = the trainer before parameter
+    roles, written out here: one AdamW over (ndim ≥ 2: decay, else none) groups, CosineSchedule,
+    cross_entropy on the logits. Same batches, same seed: identical weights."""
+    from tinylm.nn import cross_entropy
+    from tinylm.optim import CosineSchedule, clip_grad_norm
+    from tinylm.train import get_batch, open_tokens, prepare_data
+    from tinylm.train.evaluate import batch_generator
+
+    cfg = tiny_config.replace(
+        train={"max_steps": 9}, eval={"interval": 9}, run={"checkpoint_interval": 9}
+    )
+    result = train(cfg, progress=False, log=_quiet)
+    o, t = cfg.optim, cfg.train
+    data = prepare_data(cfg.data, cfg.run_dir.parent / "_data", log=_quiet)
+    tokens = open_tokens(data.train_path)
+    torch.manual_seed(t.seed)
+    model = TransformerLM(cfg.model, cfg.compute)
+    params = list(model.parameters())
+    groups = [
+        {"params": [p for p in params if p.ndim >= 2], "weight_decay": o.weight_decay},
+        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    opt = AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps)
+    schedule = CosineSchedule(opt, o.lr, o.min_lr, o.warmup_steps, t.max_steps)
+    for step in range(t.max_steps):  # 5 warmup steps, then the cosine
+        x, y = get_batch(tokens, t.batch_size, cfg.model.context_length, "cpu",
+                         batch_generator(t.seed, step, 0))  # fmt: skip
+        cross_entropy(model(x), y).backward()
+        clip_grad_norm(model.parameters(), o.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        schedule.step()
+    for (name, mine), theirs in zip(result.model.named_parameters(), params, strict=True):
+        assert torch.equal(mine, theirs), name
