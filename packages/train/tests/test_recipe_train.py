@@ -120,7 +120,7 @@ def test_bundled_configs_by_name():
         (["--optim.optimizer", "sgd"], "error: optim.optimizer must be one of adamw, muon"),
         (["--optim.schedule", "linear"], "error: optim.schedule must be one of cosine, wsd"),
         (["--optim.fit_to_time", "true"], "error: optim.fit_to_time needs a budget"),
-        (["--optim.momentum_warmup_steps", "5"], "error: optim.momentum_warmup_steps warms up"),
+        (["--optim.momentum_start", "1"], "error: optim.momentum_start must be in [0, 1)"),
         (["--optim.decay_fraction", "2"], "error: optim.decay_fraction must be in [0, 1]"),
         (["--config", "modrn"], "error: unknown config 'modrn'; did you mean 'modern'?"),
         (["--train.compile", "true"], "error: config key 'train.compile' is now"),
@@ -204,7 +204,7 @@ def test_resume_may_change_compute_but_not_model(tiny_config):
         train(cfg.replace(model={"qk_norm": False}), resume=True, progress=False, log=_quiet)
     with pytest.raises(ValueError, match=r"was trained with optim\.optimizer = 'muon'"):
         train(
-            cfg.replace(optim={"optimizer": "adamw", "momentum_warmup_steps": 0}),
+            cfg.replace(optim={"optimizer": "adamw"}),  # Muon-only keys are simply unused
             resume=True,
             progress=False,
             log=_quiet,

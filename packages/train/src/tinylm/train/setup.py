@@ -84,11 +84,6 @@ def check_recipe(cfg: TrainConfig) -> None:
         raise ValueError("optim.warmup_steps and optim.momentum_warmup_steps must be >= 0")
     if not 0.0 <= o.momentum_start < 1.0:
         raise ValueError(f"optim.momentum_start must be in [0, 1), got {o.momentum_start}")
-    if o.optimizer != "muon" and o.momentum_warmup_steps > 0:
-        raise ValueError(
-            f"optim.momentum_warmup_steps warms up Muon's momentum; optim.optimizer is "
-            f"{o.optimizer!r} (set it to 'muon' or the warmup to 0)"
-        )
 
 
 def load_run_data(cfg: TrainConfig, dist: Distributed, log) -> RunData:
