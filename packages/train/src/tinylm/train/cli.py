@@ -25,8 +25,8 @@ from tinylm.train.config import (
 from tinylm.train.errors import run_cli
 from tinylm.train.loop import train
 
-USAGE = """usage: train-lm [--config FILE] [--resume] [--compile] [--device DEV] [--no-progress]
-                [--section.key VALUE ...]
+USAGE = """usage: train-lm [--config FILE|NAME] [--resume] [--compile] [--device DEV]
+                [--no-progress] [--section.key VALUE ...]
 
 Train a tinylm language model. Options:
   --config FILE     TOML config file, or the name of a bundled one ({bundled});
