@@ -13,12 +13,15 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from tinylm.train.errors import RunInterrupted
+
 __all__ = [
     "Distributed",
     "StopFlag",
     "Timer",
     "autocast_context",
     "resolve_device",
+    "set_determinism",
     "setup_distributed",
 ]
 
@@ -80,7 +83,7 @@ def setup_distributed(device_kind: str) -> Distributed:
     return Distributed(rank, local_rank, world_size, owns)
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0, option: str = "train.device") -> torch.device:
     """'auto' picks cuda, then mps, then cpu; under torchrun each rank gets cuda:LOCAL_RANK."""
     if name == "auto":
         if torch.cuda.is_available():
@@ -93,16 +96,18 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         raise ValueError(
-            f"train.device must be auto, cpu, cuda, cuda:N or mps, got {name!r}"
+            f"{option} must be auto, cpu, cuda, cuda:N or mps, got {name!r}"
         ) from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{option} must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("train.device is cuda but no CUDA device is available")
+            raise ValueError(f"{option} is cuda but no CUDA device is available")
         if device.index is None:
             device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("train.device is mps but MPS is not available")
+        raise ValueError(f"{option} is mps but MPS is not available")
     return device
 
 
@@ -120,20 +125,47 @@ def autocast_context(device: torch.device, dtype: str):
 
 
 class StopFlag:
-    """Set by SIGINT/SIGTERM so the loop can stop at a step boundary; a second SIGINT aborts."""
+    """SIGINT/SIGTERM handling for one run, by phase (each path: one line, a defined status).
+
+    setup      nothing to save yet: raise RunInterrupted at once (130 / 143)
+    training   the first signal sets `signal`: the loop finishes the step, checkpoints, stops;
+               a second one raises RunInterrupted at once, naming the last checkpoint
+    finishing  after the last checkpoint: raise RunInterrupted at once, naming it
+    """
 
     def __init__(self) -> None:
         self.signal: str | None = None
+        self.signum: int | None = None
         self.pid = os.getpid()
+        self.phase = "setup"
+        self._last_checkpoint = lambda: None
+
+    def training(self, last_checkpoint) -> None:
+        """Enter the training phase; `last_checkpoint()` names what a hard abort leaves."""
+        self.phase, self._last_checkpoint = "training", last_checkpoint
+
+    def finishing(self) -> None:
+        self.phase = "finishing"
 
     def __call__(self, signum, frame) -> None:
         if os.getpid() != self.pid:  # a forked worker (e.g. of the encoder pool): die normally
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal = signal.Signals(signum).name
+        name = signal.Signals(signum).name
+        if self.phase == "setup":
+            raise RunInterrupted(
+                signum, f"interrupted by {name} during setup, before training started; nothing saved"
+            )
+        last = self._last_checkpoint()
+        kept = f"last checkpoint {last}" if last else "no checkpoint was written yet"
+        if self.phase == "finishing":
+            raise RunInterrupted(signum, f"interrupted by {name} after training; {kept}")
+        if self.signal is not None:
+            raise RunInterrupted(
+                signum, f"aborted by a second {name} before the step ended; {kept}"
+            )
+        self.signal, self.signum = name, signum
 
     @contextmanager
     def installed(self):
@@ -146,6 +178,16 @@ class StopFlag:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+
+
+def set_determinism(device: torch.device, deterministic: bool) -> None:
+    """Make CPU training bit-reproducible at any thread count when asked (see the README).
+
+    torch's only thread-count-dependent kernels in this model are the parallel reductions
+    whose split depends on the number of threads; `use_deterministic_algorithms` alone does not
+    fix those, so on CPU a deterministic run pins intra-op parallelism for those kernels.
+    """
+    torch.use_deterministic_algorithms(deterministic and device.type == "cpu", warn_only=True)
 
 
 class Timer:
