@@ -107,6 +107,11 @@ def test_check_tokens():
     bad[500] = 77
     with pytest.raises(ValueError, match=r"token id 77 >= model\.vocab_size 50 at offset 500"):
         check_tokens(bad, "train", vocab_size=50, context_length=16)
+    with pytest.raises(ValueError, match=r"fewer than model\.context_length"):
+        check_tokens(ok[:10], "val", vocab_size=50, context_length=16)
+    with pytest.raises(ValueError, match="negative"):
+        check_tokens(np.full(100, -1, dtype=np.int32), "train", vocab_size=50, context_length=8)
+
 
 
 def test_check_tokens_streams_the_whole_memmap(tmp_path):
@@ -127,7 +132,3 @@ def test_check_tokens_streams_the_whole_memmap(tmp_path):
     late[-1] = 512  # the very last id, in a partial last chunk
     with pytest.raises(ValueError, match=rf"at offset {len(ids) - 1} "):
         check_tokens(late, "train", vocab_size=512, context_length=16, chunk=999)
-    with pytest.raises(ValueError, match=r"fewer than model\.context_length"):
-        check_tokens(ok[:10], "val", vocab_size=50, context_length=16)
-    with pytest.raises(ValueError, match="negative"):
-        check_tokens(np.full(100, -1, dtype=np.int32), "train", vocab_size=50, context_length=8)
