@@ -147,8 +147,8 @@ def decode_text(raw: bytes, path: Path, errors: str = "strict", cut: bool = Fals
         if cut and e.end == len(raw) and e.reason == "unexpected end of data":
             return raw[: e.start].decode("utf-8")
         raise ValueError(
-            f"{path} is not valid UTF-8: byte 0x{raw[e.start]:02x} at offset {e.start}; "
-            "fix the file, or set data.text_errors = \"replace\" to read invalid bytes as U+FFFD"
+            f"{path}: not valid UTF-8 at byte {e.start} (0x{raw[e.start]:02x}); fix the file, "
+            "or pass --data.text_errors replace to read invalid bytes as U+FFFD"
         ) from None
 
 
