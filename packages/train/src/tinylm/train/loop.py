@@ -36,7 +36,7 @@ from tinylm.train.runtime import (
     StopFlag,
     autocast_context,
     resolve_device,
-    set_determinism,
+    determinism,
     setup_distributed,
 )
 from tinylm.train.sampling import write_sample
@@ -99,7 +99,8 @@ def _train(
             if dist.is_main:
                 lock = prepare_run_dir(cfg.run_dir, resume)
             dist.barrier()
-            return _run(cfg, dist, resume, stop_at, progress, log, device, stop, setup_start)
+            with determinism(device, cfg.train.deterministic):
+                return _run(cfg, dist, resume, stop_at, progress, log, device, stop, setup_start)
         finally:
             if lock is not None:
                 lock.release()
@@ -118,7 +119,6 @@ def _run(
 ) -> RunResult:
     # ---- setup: device, data, model, optimizer, resume point --------------------------------
     autocast = autocast_context(device, cfg.train.dtype)
-    set_determinism(device, cfg.train.deterministic)
     data = load_run_data(cfg, dist, log, progress=progress and dist.is_main)
     model, optimizer, schedule = build_model_and_optimizer(cfg, device)
     start = ResumePoint()

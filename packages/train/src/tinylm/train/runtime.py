@@ -21,7 +21,7 @@ __all__ = [
     "Timer",
     "autocast_context",
     "resolve_device",
-    "set_determinism",
+    "determinism",
     "setup_distributed",
 ]
 
@@ -180,14 +180,21 @@ class StopFlag:
                 signal.signal(s, handler)
 
 
-def set_determinism(device: torch.device, deterministic: bool) -> None:
-    """Make CPU training bit-reproducible at any thread count when asked (see the README).
+@contextmanager
+def determinism(device: torch.device, deterministic: bool):
+    """`torch.use_deterministic_algorithms` for the run on CPU when asked, restored afterwards.
 
-    torch's only thread-count-dependent kernels in this model are the parallel reductions
-    whose split depends on the number of threads; `use_deterministic_algorithms` alone does not
-    fix those, so on CPU a deterministic run pins intra-op parallelism for those kernels.
+    Measured here (README, Determinism): fresh CPU runs and killed-and-resumed ones are bit-exact
+    at the default thread count with it on; it makes any kernel without a deterministic CPU
+    implementation warn instead of silently differing. Accelerators keep their fast kernels.
     """
+    previous = torch.are_deterministic_algorithms_enabled()
+    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(deterministic and device.type == "cpu", warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
 
 
 class Timer:
