@@ -1,7 +1,7 @@
 """Fault injection for train-lm: SIGKILL at random moments, then --resume; kills mid-write.
 
     uv run --no-sync python bench/faults.py                  # 20 kills + 40 kills mid-write
-    uv run --no-sync python bench/faults.py --kills 3 --writes 4 --quick
+    uv run --no-sync python bench/faults.py --kills 4 --writes 20 --steps 12 --in-process
 
 Prints `faults: K/N identical, M unloadable`: K of N killed-and-resumed runs ended with weights
 bit-identical to an uninterrupted reference run, and M of the checkpoints left by processes
@@ -70,15 +70,32 @@ def final_weights(run: Path, step: int) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)["model"]
 
 
+def run_to_end(argv: list[str], in_process: bool) -> tuple[int, str]:
+    """train-lm to completion: (status, stderr tail), in a subprocess or in this process."""
+    if in_process:
+        from tinylm.train.cli import main
+
+        return main(argv), ""
+    proc = train_lm(argv)
+    _, err = proc.communicate(timeout=600)
+    return proc.returncode, err[-2000:]
+
+
 def kill_and_resume(
-    data: Path, root: Path, kills: int, steps: int = 60, interval: int = 5, seed: int = 0
+    data: Path,
+    root: Path,
+    kills: int,
+    steps: int = 60,
+    interval: int = 5,
+    seed: int = 0,
+    in_process: bool = False,
 ) -> tuple[int, int]:
     """`kills` runs, each SIGKILLed once at a random moment after its first checkpoint and
-    resumed to the end; returns (identical to the reference, total)."""
+    resumed to the end; returns (identical to the reference, total). The killed runs are always
+    subprocesses; `in_process` runs the reference and the resumes here (faster, for CI)."""
     rng = random.Random(seed)
-    ref = train_lm(train_argv(data, root, "reference", steps, interval))
-    _, err = ref.communicate(timeout=600)
-    assert ref.returncode == 0, err[-2000:]
+    status, err = run_to_end(train_argv(data, root, "reference", steps, interval), in_process)
+    assert status == 0, err
     reference = final_weights(root / "reference", steps)
     identical = 0
     for k in range(kills):
@@ -95,9 +112,8 @@ def kill_and_resume(
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=600)
-        resumed = train_lm([*argv, "--resume"])
-        _, err = resumed.communicate(timeout=600)
-        if resumed.returncode != 0:
+        status, err = run_to_end([*argv, "--resume"], in_process)
+        if status != 0:
             print(f"  kill {k}: resume failed ({err.strip().splitlines()[-1:]})", file=sys.stderr)
             continue
         weights = final_weights(root / name, steps)
@@ -154,12 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kills", type=int, default=20, help="SIGKILL + resume trials")
     p.add_argument("--writes", type=int, default=40, help="kills while writing a checkpoint")
     p.add_argument("--steps", type=int, default=60)
+    p.add_argument(
+        "--in-process", action="store_true", help="reference and resumes in this process (faster)"
+    )
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         make_tokens(tmp)
         start = time.perf_counter()
-        identical, total = kill_and_resume(tmp, tmp / "runs", args.kills, steps=args.steps)
+        identical, total = kill_and_resume(
+            tmp, tmp / "runs", args.kills, steps=args.steps, in_process=args.in_process
+        )
         unloadable, writes = kill_mid_write(tmp, args.writes)
         elapsed = time.perf_counter() - start
     print(

@@ -5,7 +5,6 @@ the same directory is refused; a corrupt newest checkpoint falls back to an olde
 """
 
 import errno
-import os
 import pickle
 import sys
 from pathlib import Path
@@ -42,7 +41,9 @@ def _quiet(*args, **kwargs):
 
 
 def test_sigkill_then_resume_is_bit_identical(data, tmp_path):
-    identical, total = faults.kill_and_resume(data, tmp_path / "runs", kills=2, steps=12, interval=3)
+    identical, total = faults.kill_and_resume(
+        data, tmp_path / "runs", kills=2, steps=12, interval=3, in_process=True
+    )
     assert (identical, total) == (2, 2)
 
 

@@ -113,7 +113,6 @@ def test_check_tokens():
         check_tokens(np.full(100, -1, dtype=np.int32), "train", vocab_size=50, context_length=8)
 
 
-
 def test_check_tokens_streams_the_whole_memmap(tmp_path):
     """Issue 7 #2: 2% of ids out of range anywhere in a big memmap, not only in sampled runs;
     small chunks force the streaming path and the first bad offset is found across chunks."""

@@ -116,7 +116,8 @@ def test_generate_validates_its_options(tmp_path, capsys):
 
 
 def test_bpe_encode_into_a_directory_is_one_line(tmp_path, capsys):
-    from tinylm.bpe.cli import encode_main, train_main as bpe_train_main
+    from tinylm.bpe.cli import encode_main
+    from tinylm.bpe.cli import train_main as bpe_train_main
 
     text = tmp_path / "t.txt"
     text.write_text("hello world " * 200, encoding="utf-8")

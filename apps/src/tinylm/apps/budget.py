@@ -200,10 +200,7 @@ def describe_plan(plan: dict[str, Any]) -> str:
     # max_seconds is on train's clock, which counts loops only: on the budget's clock the stop
     # comes after what was used so far and the main run's setup, plus the rest of that loop.
     hard_stop = (
-        plan["used_seconds"]
-        + plan["setup_seconds"]
-        + plan["max_seconds"]
-        - plan["clock_seconds"]
+        plan["used_seconds"] + plan["setup_seconds"] + plan["max_seconds"] - plan["clock_seconds"]
     )
     return (
         f"budget: {plan['step_seconds'] * 1e3:.1f} ms/step measured -> {plan['max_steps']:,} "

@@ -25,9 +25,10 @@ from tinylm.train.config import (
     TrainConfig,
     default_config_path,
     load_config,
+    validate_config,
 )
 from tinylm.train.data import check_tokens, get_batch, open_tokens
-from tinylm.train.errors import run_cli
+from tinylm.train.errors import RunFailed, RunInterrupted, run_cli
 from tinylm.train.loop import RunResult, TrainingDiverged, train
 from tinylm.train.metrics import MetricsLog, plot_losses, unigram_entropy
 from tinylm.train.prepare import PreparedData, bundled_corpus, load_tokenizer, prepare_data
@@ -42,6 +43,8 @@ __all__ = [
     "OptimConfig",
     "PreparedData",
     "RunConfig",
+    "RunFailed",
+    "RunInterrupted",
     "RunResult",
     "SampleConfig",
     "TrainConfig",
@@ -66,4 +69,5 @@ __all__ = [
     "split_command_line",
     "train",
     "unigram_entropy",
+    "validate_config",
 ]

@@ -30,12 +30,12 @@ import numpy as np
 import torch
 
 __all__ = [
+    "UnsafeCheckpoint",
     "capture_rng_state",
     "load_checkpoint",
     "read_checkpoint",
     "restore_rng_state",
     "save_checkpoint",
-    "UnsafeCheckpoint",
     "unwrap_model",
     "unwrap_state_dict",
 ]
@@ -171,7 +171,9 @@ def read_checkpoint(src: str | os.PathLike | IO[bytes]) -> dict[str, Any]:
                 "it was refused for safety and nothing in it was run. Use only checkpoints "
                 "written by train-lm or save_checkpoint"
             ) from None
-        raise ValueError(f"checkpoint {name} is corrupt or truncated (not a readable pickle)") from None
+        raise ValueError(
+            f"checkpoint {name} is corrupt or truncated (not a readable pickle)"
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
         raise ValueError(f"checkpoint {name} is corrupt or truncated ({_reason(e)})") from None
     if not isinstance(payload, dict) or "model" not in payload or "iteration" not in payload:

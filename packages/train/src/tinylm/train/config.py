@@ -18,8 +18,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import re
 import os
+import re
 import tomllib
 import types
 import typing
@@ -323,7 +323,9 @@ def _num(lo: float | None = None, hi: float | None = None, *, lo_open=False, hi_
 
     left = "" if lo is None else ("> " if lo_open else ">= ") + f"{lo:g}"
     right = "" if hi is None else ("< " if hi_open else "<= ") + f"{hi:g}"
-    return ok, "a finite number" + "".join(f" {p}" for p in (left, right) if p).replace(" <", " and <")
+    return ok, "a finite number" + "".join(f" {p}" for p in (left, right) if p).replace(
+        " <", " and <"
+    )
 
 
 def _one_of(*choices: str):

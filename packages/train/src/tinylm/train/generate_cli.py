@@ -19,8 +19,8 @@ from tinylm.train.errors import run_cli
 from tinylm.train.prepare import load_tokenizer
 from tinylm.train.rundir import find_checkpoints
 from tinylm.train.runtime import resolve_device
-from tinylm.train.setup import newest_loadable
 from tinylm.train.sampling import sample_text
+from tinylm.train.setup import newest_loadable
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,8 +35,8 @@ from tinylm.train.runtime import (
     Distributed,
     StopFlag,
     autocast_context,
-    resolve_device,
     determinism,
+    resolve_device,
     setup_distributed,
 )
 from tinylm.train.sampling import write_sample

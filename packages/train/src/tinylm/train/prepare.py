@@ -107,7 +107,10 @@ def prepare_data(
     (out / "tokenizer_train.txt").write_text(tok_text, encoding="utf-8")
     start = time.perf_counter()
     vocab, merges = train_bpe(
-        out / "tokenizer_train.txt", config.vocab_size, list(config.special_tokens), progress=progress
+        out / "tokenizer_train.txt",
+        config.vocab_size,
+        list(config.special_tokens),
+        progress=progress,
     )
     tokenizer = Tokenizer(vocab, merges, list(config.special_tokens))
     tokenizer.save(out / "vocab.json", out / "merges.txt")

@@ -20,8 +20,8 @@ __all__ = [
     "StopFlag",
     "Timer",
     "autocast_context",
-    "resolve_device",
     "determinism",
+    "resolve_device",
     "setup_distributed",
 ]
 
@@ -95,9 +95,7 @@ def resolve_device(name: str, local_rank: int = 0, option: str = "train.device")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(
-            f"{option} must be auto, cpu, cuda, cuda:N or mps, got {name!r}"
-        ) from None
+        raise ValueError(f"{option} must be auto, cpu, cuda, cuda:N or mps, got {name!r}") from None
     if device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"{option} must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
     if device.type == "cuda":
@@ -155,7 +153,8 @@ class StopFlag:
         name = signal.Signals(signum).name
         if self.phase == "setup":
             raise RunInterrupted(
-                signum, f"interrupted by {name} during setup, before training started; nothing saved"
+                signum,
+                f"interrupted by {name} during setup, before training started; nothing saved",
             )
         last = self._last_checkpoint()
         kept = f"last checkpoint {last}" if last else "no checkpoint was written yet"
