@@ -73,9 +73,13 @@ def final_weights(run: Path, step: int) -> dict[str, torch.Tensor]:
 def run_to_end(argv: list[str], in_process: bool) -> tuple[int, str]:
     """train-lm to completion: (status, stderr tail), in a subprocess or in this process."""
     if in_process:
-        from tinylm.train.cli import main
+        from tinylm.train import load_config, run_cli, train
 
-        return main(argv), ""
+        resume = "--resume" in argv
+        flags = [a for a in argv if a not in ("--resume", "--no-progress")]
+        overrides = {k[2:]: v for k, v in zip(flags[0::2], flags[1::2], strict=True)}
+        body = lambda: train(load_config(overrides=overrides), resume=resume, progress=False)  # noqa: E731
+        return run_cli(body), ""
     proc = train_lm(argv)
     _, err = proc.communicate(timeout=600)
     return proc.returncode, err[-2000:]

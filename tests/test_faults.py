@@ -6,16 +6,14 @@ the same directory is refused; a corrupt newest checkpoint falls back to an olde
 
 import errno
 import pickle
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-import tinylm.train.checkpoint as checkpoint_module
-from tinylm.train import find_checkpoints, load_config, read_checkpoint, train
-from tinylm.train.cli import main as train_main
-from tinylm.train.rundir import RunLock
+from tinylm.train import RunLock, find_checkpoints, load_config, read_checkpoint, run_cli, train
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
@@ -79,10 +77,10 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, protocol, capsys):
     assert "refused for safety" in message and "weights_only" not in message
     assert "\x1b" not in message
     # Through generate, as a user meets it: one plain line, status 2, the payload never ran.
-    from tinylm.train.generate_cli import main as generate_main
-
-    assert generate_main(["--run", str(run), "--device", "cpu"]) == 2
-    err = capsys.readouterr().err
+    cmd = [sys.executable, "-m", "tinylm.train.generate_cli", "--run", str(run), "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2
+    err = proc.stderr
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert "weights_only" not in err and "\x1b" not in err
     assert not marker.exists()
@@ -98,10 +96,8 @@ def test_disk_full_during_save_keeps_previous_checkpoint(data, tmp_path, monkeyp
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(obj, f, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoint_module.torch, "save", full_disk)
-    monkeypatch.setattr("sys.argv", ["train-lm"])
-    argv = faults.train_argv(data, tmp_path / "runs", "run", 8, 4)
-    assert train_main(argv) == 1
+    monkeypatch.setattr(torch, "save", full_disk)  # what save_checkpoint calls
+    assert run_cli(lambda: train(cfg, progress=False, log=_quiet)) == 1  # what train-lm runs
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert "No space left on device" in err and "step_0000004.pt is untouched" in err
@@ -117,8 +113,7 @@ def test_concurrent_run_is_refused(data, tmp_path, capsys):
     cfg.run_dir.mkdir(parents=True)
     holder = RunLock(cfg.run_dir).acquire()  # another run holds the directory
     try:
-        argv = faults.train_argv(data, tmp_path / "runs", "run", 8, 4)
-        assert train_main(argv) == 2
+        assert run_cli(lambda: train(cfg, progress=False, log=_quiet)) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: run directory") and "is in use by pid" in err
         assert len(err.splitlines()) == 1

@@ -123,7 +123,8 @@ def test_generate_errors(tmp_path, capsys):
         (
             OSError(28, "No space left on device"),
             1,
-            "error: OSError: [Errno 28] No space left on device (TINYLM_DEBUG=1 shows the traceback)",
+            "error: OSError: [Errno 28] No space left on device "
+            "(TINYLM_DEBUG=1 shows the traceback)",
         ),
     ],
 )

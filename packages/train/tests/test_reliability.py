@@ -7,6 +7,9 @@ import json
 import math
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +17,7 @@ import torch
 
 import tinylm.train.loop as loop_module
 import tinylm.train.setup as train_setup
+from tinylm.bpe import Tokenizer, train_bpe
 from tinylm.train import (
     TrainingDiverged,
     find_checkpoints,
@@ -115,19 +119,25 @@ def test_generate_validates_its_options(tmp_path, capsys):
     assert "--top-p" in _one_error_line(capsys)
 
 
-def test_bpe_encode_into_a_directory_is_one_line(tmp_path, capsys):
-    from tinylm.bpe.cli import encode_main
-    from tinylm.bpe.cli import train_main as bpe_train_main
+def _bpe(command: str, *args: str) -> subprocess.CompletedProcess:
+    """A bpe console script as a user runs it: `bpe-train ...` / `bpe-encode ...`."""
+    script = Path(sys.executable).parent / command
+    return subprocess.run([script, *args], capture_output=True, text=True, timeout=600)
 
+
+def test_bpe_encode_into_a_directory_is_one_line(tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("hello world " * 200, encoding="utf-8")
-    assert bpe_train_main([str(text), "--vocab-size", "260", "--out-dir", str(tmp_path)]) == 0
-    capsys.readouterr()
+    vocab, merges = train_bpe(text, 260, ["<|endoftext|>"])
+    tokenizer = Tokenizer(vocab, merges, ["<|endoftext|>"])
+    tokenizer.save(tmp_path / "vocab.json", tmp_path / "merges.txt")
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     argv = ["--vocab", str(tmp_path / "vocab.json"), "--merges", str(tmp_path / "merges.txt")]
-    assert encode_main([*argv, str(text), str(out_dir), "--no-progress"]) == 2
-    err = _one_error_line(capsys)
+    proc = _bpe("bpe-encode", *argv, str(text), str(out_dir), "--no-progress")
+    assert proc.returncode == 2
+    err = proc.stderr.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1
     assert "is a directory" in err and "Errno" not in err
     assert not list(out_dir.iterdir()) and not list(tmp_path.glob(".*.tmp"))
 
@@ -226,24 +236,23 @@ def test_checkpoint_without_scheduler_is_a_clear_error(tokens, tmp_path, capsys)
 
 
 # 10 --------------------------------------------------------------------------------------------
-def test_non_utf8_text_is_one_policy(tmp_path, capsys):
-    from tinylm.bpe.cli import train_main as bpe_train_main
-
+def test_non_utf8_text_is_one_policy(tmp_path):
     text = tmp_path / "bad.txt"
     text.write_bytes(("hello world. " * 300).encode() + b"\xff\xfe" + b" more text" * 100)
     config = DataConfig(text=str(text), text_bytes=0, vocab_size=300, tokenizer_bytes=0)
     with pytest.raises(ValueError, match=r"bad.txt: not valid UTF-8 at byte 3900 \(0xff\)"):
         prepare_data(config, tmp_path / "cache", log=_quiet)
     argv = [str(text), "--vocab-size", "300", "--out-dir", str(tmp_path), "--no-progress"]
-    assert bpe_train_main(argv) == 2
-    assert "not valid UTF-8 at byte 3900 (0xff)" in _one_error_line(capsys)
+    proc = _bpe("bpe-train", *argv)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "not valid UTF-8 at byte 3900 (0xff)" in proc.stderr
     # The opt-in: invalid bytes read as U+FFFD, in both tools; no bar without progress.
     replaced = DataConfig(**{**config.__dict__, "text_errors": "replace"})
     data = prepare_data(replaced, tmp_path / "cache", log=_quiet, progress=False)
     assert np.load(data.train_path).size > 0
-    assert bpe_train_main([*argv, "--errors", "replace"]) == 0
-    err = capsys.readouterr().err
-    assert "pre-tokenize" not in err and "merges" not in err  # --no-progress: no bars
+    proc = _bpe("bpe-train", *argv, "--errors", "replace")
+    assert proc.returncode == 0, proc.stderr
+    assert "pre-tokenize" not in proc.stderr and "merges" not in proc.stderr  # no bars
 
 
 # 12 --------------------------------------------------------------------------------------------

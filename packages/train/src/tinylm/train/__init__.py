@@ -32,7 +32,7 @@ from tinylm.train.errors import RunFailed, RunInterrupted, run_cli
 from tinylm.train.loop import RunResult, TrainingDiverged, train
 from tinylm.train.metrics import MetricsLog, plot_losses, unigram_entropy
 from tinylm.train.prepare import PreparedData, bundled_corpus, load_tokenizer, prepare_data
-from tinylm.train.rundir import find_checkpoints
+from tinylm.train.rundir import RunLock, find_checkpoints
 from tinylm.train.sampling import sample_text
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "RunConfig",
     "RunFailed",
     "RunInterrupted",
+    "RunLock",
     "RunResult",
     "SampleConfig",
     "TrainConfig",

@@ -323,9 +323,8 @@ def _num(lo: float | None = None, hi: float | None = None, *, lo_open=False, hi_
 
     left = "" if lo is None else ("> " if lo_open else ">= ") + f"{lo:g}"
     right = "" if hi is None else ("< " if hi_open else "<= ") + f"{hi:g}"
-    return ok, "a finite number" + "".join(f" {p}" for p in (left, right) if p).replace(
-        " <", " and <"
-    )
+    bounds = " and ".join(p for p in (left, right) if p)
+    return ok, "a finite number" + (f" {bounds}" if bounds else "")
 
 
 def _one_of(*choices: str):
