@@ -16,7 +16,7 @@ import torch
 from tinylm.bpe import Tokenizer
 from tinylm.nn import TransformerLM
 from tinylm.optim import AdamW, CosineSchedule
-from tinylm.train.checkpoint import load_checkpoint, read_checkpoint
+from tinylm.train.checkpoint import UnsafeCheckpoint, load_checkpoint, read_checkpoint
 from tinylm.train.config import TrainConfig
 from tinylm.train.data import check_tokens, open_tokens
 from tinylm.train.metrics import unigram_entropy
@@ -28,8 +28,8 @@ __all__ = [
     "ResumePoint",
     "RunData",
     "build_model_and_optimizer",
-    "check_positive",
     "load_run_data",
+    "newest_loadable",
     "param_groups",
     "resume_from",
     "save_run_files",
@@ -51,27 +51,15 @@ class ResumePoint:
     tokens: int = 0
     wallclock: float = 0.0
     checkpoint: Path | None = None
+    config: TrainConfig | None = None  # the config the resumed run continues with
 
 
-def check_positive(cfg: TrainConfig) -> None:
-    for name, value in (
-        ("train.max_steps", cfg.train.max_steps),
-        ("train.batch_size", cfg.train.batch_size),
-        ("train.grad_accum", cfg.train.grad_accum),
-        ("eval.iters", cfg.eval.iters),
-        ("eval.interval", cfg.eval.interval),
-        ("train.log_interval", cfg.train.log_interval),
-        ("run.checkpoint_interval", cfg.run.checkpoint_interval),
-    ):
-        if value <= 0:
-            raise ValueError(f"{name} must be positive, got {value}")
-
-
-def load_run_data(cfg: TrainConfig, dist: Distributed, log) -> RunData:
-    """Prepare (rank 0 first, the others then hit its cache), open and sanity-check the tokens."""
+def load_run_data(cfg: TrainConfig, dist: Distributed, log, progress: bool = False) -> RunData:
+    """Prepare (rank 0 first, the others then hit its cache), open and check the tokens (every
+    id, in one streaming pass: see `check_tokens`)."""
     cache_root = Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.run.root) / "_data"
     if dist.is_main:
-        data = prepare_data(cfg.data, cache_root, log=log)
+        data = prepare_data(cfg.data, cache_root, log=log, progress=progress)
     dist.barrier()
     if not dist.is_main:
         data = prepare_data(cfg.data, cache_root, log=lambda *a: None)
@@ -121,36 +109,90 @@ def build_model_and_optimizer(
     return model, optimizer, schedule
 
 
+def newest_loadable(run_dir: Path, log) -> tuple[Path, dict[str, Any]]:
+    """The newest checkpoint that reads back, saying which newer ones were skipped and why.
+
+    A checkpoint refused for safety (it pickles code) is never skipped over: that is tampering,
+    not a crash, so the run stops there.
+    """
+    skipped = []
+    for path in reversed(find_checkpoints(run_dir)):
+        try:
+            payload = read_checkpoint(path)
+        except UnsafeCheckpoint:
+            raise
+        except ValueError as e:
+            skipped.append(f"{path.name} ({e})")
+            continue
+        if skipped:
+            log(f"warning: skipped unreadable {'; '.join(skipped)}; resuming from {path}")
+        return path, payload
+    raise ValueError(
+        f"--resume: no loadable checkpoint in {run_dir / 'checkpoints'}: {'; '.join(skipped)}"
+    )
+
+
 def resume_from(
-    cfg: TrainConfig, model: torch.nn.Module, optimizer: AdamW, schedule: CosineSchedule
+    cfg: TrainConfig,
+    model: torch.nn.Module,
+    optimizer: AdamW,
+    schedule: CosineSchedule,
+    log=print,
 ) -> ResumePoint:
-    """Load the newest checkpoint of the run: weights, optimizer state, schedule position, RNGs.
+    """Load the newest loadable checkpoint of the run: weights, optimizer, schedule, RNGs.
 
     Position comes from the checkpoint, hyperparameters from the config, so a resumed run may be
-    given a longer schedule or another weight decay on the command line.
+    given another lr or weight decay on the command line. The cosine keeps the length it had
+    when the run started unless `optim.cosine_steps` is set: extending a finished run with a
+    larger `train.max_steps` trains on at min_lr, it does not re-stretch (and raise) the
+    schedule. The returned config records that length in `optim.cosine_steps`.
     """
-    path = find_checkpoints(cfg.run_dir)[-1]
-    payload = read_checkpoint(path)
+    path, payload = newest_loadable(cfg.run_dir, log)
     saved_model = payload.get("config", {}).get("model")
     if saved_model is not None and saved_model != cfg.model.to_dict():
         raise ValueError(
             f"{path} was trained with a different [model] config; resume with the "
             "run's own config.toml"
         )
+    saved_schedule = payload.get("scheduler")
+    if not isinstance(saved_schedule, dict) or "t" not in saved_schedule:
+        raise ValueError(
+            f"{path} has no 'scheduler' entry, so the learning-rate schedule cannot be resumed; "
+            "it was not written by train-lm (use it with load_checkpoint, or start a new run)"
+        )
     step = load_checkpoint(payload, model, optimizer, restore_rng=True)
-    schedule.load_state_dict({**schedule.state_dict(), "t": payload["scheduler"]["t"]})
+    cycle = cfg.optim.cosine_steps or int(
+        saved_schedule.get("cosine_cycle_iters", cfg.train.max_steps)
+    )
+    if cfg.optim.cosine_steps == 0 and cycle != cfg.train.max_steps:
+        if cfg.train.max_steps > cycle:
+            log(
+                f"note: the cosine of this run ends at step {cycle}; steps {cycle + 1}.."
+                f"{cfg.train.max_steps} train at min_lr {cfg.optim.min_lr:g} "
+                f"(pass --optim.cosine_steps {cfg.train.max_steps} to stretch it instead)"
+            )
+        cfg = cfg.replace(optim={"cosine_steps": cycle})
+    schedule.load_state_dict(
+        {
+            **schedule.state_dict(),
+            "t": saved_schedule["t"],
+            "cosine_cycle_iters": cycle,
+            "warmup_iters": min(cfg.optim.warmup_steps, cycle),
+        }
+    )
     fresh_groups = param_groups(model, cfg.optim.weight_decay)
     for group, fresh in zip(optimizer.param_groups, fresh_groups, strict=True):
         group.update(weight_decay=fresh["weight_decay"], eps=cfg.optim.eps)
         group.update(betas=(cfg.optim.beta1, cfg.optim.beta2))
     tokens = int(payload.get("data", {}).get("tokens", 0))
-    return ResumePoint(step, tokens, float(payload.get("wallclock", 0.0)), path)
+    return ResumePoint(step, tokens, float(payload.get("wallclock", 0.0)), path, cfg)
 
 
-def save_run_files(cfg: TrainConfig, data: RunData) -> None:
+def save_run_files(cfg: TrainConfig, data: RunData, write_config: bool = True) -> None:
     """The run's own config.toml and a copy of its tokenizer (what `generate` needs)."""
     run_dir = cfg.run_dir
-    cfg.save(run_dir / "config.toml")
+    if write_config:
+        cfg.save(run_dir / "config.toml")
     if data.tokenizer_dir is not None:
         (run_dir / "tokenizer").mkdir(exist_ok=True)
         for name in ("vocab.json", "merges.txt"):
