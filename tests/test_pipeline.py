@@ -71,7 +71,7 @@ def test_tokenize_train_interrupt_resume_generate(tmp_path):
 
     proc = _cli("tinylm.train.cli", "--config", str(tmp_path / "pipe.toml"), "--no-progress")
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 600  # a timeout, not a speed check
         while time.monotonic() < deadline and proc.poll() is None:
             records = _metrics(run)
             if records and records[-1]["step"] >= 40:
@@ -79,11 +79,11 @@ def test_tokenize_train_interrupt_resume_generate(tmp_path):
             time.sleep(0.2)
         assert proc.poll() is None, proc.communicate()[1][-2000:]
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, err[-2000:]
+    assert proc.returncode == 130, err[-2000:]  # interrupted, after saving a checkpoint
     assert "interrupted by SIGINT" in out
     stopped_at = int(find_checkpoints(run)[-1].stem.split("_")[1])
     assert stopped_at >= 40
@@ -103,7 +103,7 @@ def test_tokenize_train_interrupt_resume_generate(tmp_path):
         str(stopped_at + 15),
         "--no-progress",
     )
-    out, err = resume.communicate(timeout=120)
+    out, err = resume.communicate(timeout=600)
     assert resume.returncode == 0, err[-2000:]
     assert (
         f"resumed from {run / 'checkpoints' / f'step_{stopped_at:07d}.pt'} at step {stopped_at}"
@@ -126,6 +126,6 @@ def test_tokenize_train_interrupt_resume_generate(tmp_path):
         "--seed",
         "1",
     )
-    out, err = gen.communicate(timeout=60)
+    out, err = gen.communicate(timeout=600)
     assert gen.returncode == 0, err[-2000:]
     assert out.startswith("The ") and len(out) > len("The ") + 5

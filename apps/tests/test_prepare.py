@@ -1,11 +1,12 @@
 """The streamed tokenizer slice: cut at a document, a newline, or a whole UTF-8 character."""
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinylm.apps.prepare import _write_head, file_fingerprint, utf8_prefix
 
 
+@settings(deadline=None)  # no per-example time limit: a loaded CI box must not fail it
 @given(st.text(), st.integers(0, 400))
 def test_utf8_prefix_drops_only_a_cut_character(text, cut):
     data = text.encode("utf-8")[:cut]

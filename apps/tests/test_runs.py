@@ -5,8 +5,10 @@ toy overrides: a 300-token BPE on ~150 KB of the bundled corpus, a 2-layer d_mod
 context 32, a handful of steps on the CPU.
 """
 
+import importlib
 import json
 import statistics
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -169,7 +171,53 @@ def test_owt_end_to_end_with_a_tokenizer_slice_and_mfu(texts, tmp_path, monkeypa
     assert H100_BF16_PEAK_FLOPS == 989e12
 
 
-def test_leaderboard_fits_its_schedule_into_the_budget(texts, tmp_path, capsys):
+class FakeClock:
+    """Stands in for the `time` module where budgets are measured: every perf_counter() reading
+    advances `tick` seconds, so a budgeted run sees the same clock on any machine, loaded or not
+    (the budget tests assert on planned steps and the verdict, never on real speed)."""
+
+    def __init__(self, tick: float) -> None:
+        self.now, self.tick = 1000.0, tick
+
+    def perf_counter(self) -> float:
+        self.now += self.tick
+        return self.now
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+
+@pytest.fixture
+def fake_clock(monkeypatch):
+    clock = FakeClock(tick=0.02)
+    for module in ("tinylm.apps.pipeline", "tinylm.train.loop", "tinylm.train.runstate",
+                   "tinylm.train.runtime"):  # fmt: skip
+        monkeypatch.setattr(importlib.import_module(module), "time", clock)
+    return clock
+
+
+def test_budget_plan_never_disagrees_with_itself():
+    """A calibration too slow for another step: the plan says max_steps = calibrate_steps and
+    a hard stop at the calibration clock (it used to say calibrate+1 while the pipeline kept the
+    calibration's config: the 'max_steps = 5' CI failure on a loaded box)."""
+    from tinylm.apps.budget import describe_plan, plan_budget
+
+    config = load_run_config("leaderboard", {"train.max_steps": "100000"})[1]
+    records = [{"step": s, "wallclock": 2.0 * s} for s in range(1, 5)]
+    common = dict(margin=0.1, calibrate_steps=4, records=records, config=config,
+                  timings={"checkpoint": 0.1, "plot": 0.1}, clock_seconds=8.0)  # fmt: skip
+    slow = plan_budget(budget_seconds=9.0, used_seconds=8.5, setup_seconds=0.4, **common)
+    assert slow.max_steps == 4 and slow.max_seconds == slow.clock_seconds == 8.0
+    assert "no further step fits" in describe_plan(slow.to_dict())
+    roomy = plan_budget(budget_seconds=900.0, used_seconds=9.0, setup_seconds=1.0, **common)
+    assert roomy.max_steps > 4 and roomy.max_seconds > 8.0
+    line = describe_plan(roomy.to_dict())
+    hard_stop = 9.0 + 1.0 + roomy.max_seconds - 8.0  # one clock: the budget's
+    assert f"hard stop at {hard_stop:.0f} s" in line and "of the 900 s budget" in line
+    assert roomy.predicted_seconds <= hard_stop <= 900.0
+
+
+def test_leaderboard_fits_its_schedule_into_the_budget(texts, tmp_path, capsys, fake_clock):
     out = tmp_path / "lb"
     budget = 0.0025 * 3600
     argv = _args(
@@ -206,7 +254,7 @@ def test_leaderboard_fits_its_schedule_into_the_budget(texts, tmp_path, capsys):
     assert (out / "sample.txt").is_file()
 
 
-def test_leaderboard_hard_stop_without_calibration(texts, tmp_path):
+def test_leaderboard_hard_stop_without_calibration(texts, tmp_path, fake_clock):
     out = tmp_path / "lb_hard"
     argv = _args(
         texts,

@@ -119,7 +119,13 @@ def test_generate_errors(tmp_path, capsys):
         (FileNotFoundError("no such file"), 2, "error: no such file"),
         (PermissionError("read-only"), 2, "error: read-only"),
         (TrainingDiverged("loss became nan"), 1, "error: loss became nan"),
-        (KeyboardInterrupt(), 130, "error: aborted by a second interrupt"),
+        (KeyboardInterrupt(), 130, "error: interrupted"),
+        (
+            OSError(28, "No space left on device"),
+            1,
+            "error: OSError: [Errno 28] No space left on device "
+            "(TINYLM_DEBUG=1 shows the traceback)",
+        ),
     ],
 )
 def test_run_cli_maps_errors_to_statuses(error, status, message, capsys, monkeypatch):

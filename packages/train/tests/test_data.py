@@ -105,9 +105,29 @@ def test_check_tokens():
     check_tokens(ok, "train", vocab_size=50, context_length=16)
     bad = ok.copy()
     bad[500] = 77
-    with pytest.raises(ValueError, match=r"token id 77 >= model\.vocab_size 50"):
-        check_tokens(bad, "train", vocab_size=50, context_length=16, sample=len(bad))
+    with pytest.raises(ValueError, match=r"token id 77 >= model\.vocab_size 50 at offset 500"):
+        check_tokens(bad, "train", vocab_size=50, context_length=16)
     with pytest.raises(ValueError, match=r"fewer than model\.context_length"):
         check_tokens(ok[:10], "val", vocab_size=50, context_length=16)
     with pytest.raises(ValueError, match="negative"):
         check_tokens(np.full(100, -1, dtype=np.int32), "train", vocab_size=50, context_length=8)
+
+
+def test_check_tokens_streams_the_whole_memmap(tmp_path):
+    """Issue 7 #2: 2% of ids out of range anywhere in a big memmap, not only in sampled runs;
+    small chunks force the streaming path and the first bad offset is found across chunks."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 500, size=400_000).astype(np.uint16)
+    bad = np.sort(rng.choice(len(ids), size=len(ids) // 50, replace=False))
+    ids[bad] = 60000
+    path = tmp_path / "ids.npy"
+    np.save(path, ids)
+    tokens = np.load(path, mmap_mode="r")
+    with pytest.raises(ValueError, match=rf"token id 60000 >= .* at offset {bad[0]} "):
+        check_tokens(tokens, "train", vocab_size=512, context_length=16, chunk=1000)
+    ids[bad] = 7
+    check_tokens(ids, "train", vocab_size=512, context_length=16, chunk=1000)
+    late = ids.copy()
+    late[-1] = 512  # the very last id, in a partial last chunk
+    with pytest.raises(ValueError, match=rf"at offset {len(ids) - 1} "):
+        check_tokens(late, "train", vocab_size=512, context_length=16, chunk=999)

@@ -73,7 +73,7 @@ def test_two_cpu_ranks_match_single_process(tiny_config, tmp_path):
     errors = []
     try:
         for proc in procs:
-            errors.append(proc.communicate(timeout=120)[1])
+            errors.append(proc.communicate(timeout=600)[1])
     finally:
         for p in procs:
             if p.poll() is None:

@@ -172,7 +172,7 @@ def test_bad_input_messages(tmp_path, tiny_config):
         (
             lambda: _pre_encoded(tmp_path, tiny_config, ids + 1000, ids),
             ValueError,
-            "token id 1299 >= model.vocab_size 300",
+            "token id 1000 >= model.vocab_size 300 at offset 0",
         ),
         (
             lambda: _pre_encoded(tmp_path, tiny_config, ids, ids[:20]),
@@ -187,7 +187,7 @@ def test_bad_input_messages(tmp_path, tiny_config):
         (
             lambda: tiny_config.replace(train={"batch_size": 0}),
             ValueError,
-            "train.batch_size must be positive",
+            "'train.batch_size' must be a finite number >= 1, got 0",
         ),
     ]
     for make_config, kind, message in cases:

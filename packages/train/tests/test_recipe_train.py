@@ -120,7 +120,7 @@ def test_bundled_configs_by_name():
         (["--optim.optimizer", "sgd"], "error: optim.optimizer must be one of adamw, muon"),
         (["--optim.schedule", "linear"], "error: optim.schedule must be one of cosine, wsd"),
         (["--optim.fit_to_time", "true"], "error: optim.fit_to_time needs a budget"),
-        (["--optim.momentum_start", "1"], "error: optim.momentum_start must be in [0, 1)"),
+        (["--optim.momentum_start", "1"], "error: config key 'optim.momentum_start' must be"),
         (["--optim.decay_fraction", "2"], "error: optim.decay_fraction must be in [0, 1]"),
         (["--config", "modrn"], "error: unknown config 'modrn'; did you mean 'modern'?"),
         (["--train.compile", "true"], "error: config key 'train.compile' is now"),

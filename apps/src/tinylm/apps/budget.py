@@ -21,7 +21,14 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["BudgetPlan", "fit_steps", "measure_speed", "plan_budget", "uncalibrated_max_seconds"]
+__all__ = [
+    "BudgetPlan",
+    "describe_plan",
+    "fit_steps",
+    "measure_speed",
+    "plan_budget",
+    "uncalibrated_max_seconds",
+]
 
 SAMPLE_SECONDS_PER_TOKEN = 0.02  # generous: decoding is latency-bound, ~ms/token on a GPU
 
@@ -45,6 +52,8 @@ class BudgetPlan:
     max_steps: int  # train.max_steps = optim.cosine_steps of the main run
     max_seconds: float  # train.max_seconds of the main run (train's clock): the hard stop
     predicted_seconds: float  # predicted whole training stage at max_steps
+    used_seconds: float = 0.0  # budget spent when planning (the budget's clock)
+    clock_seconds: float = 0.0  # train's clock at that moment (loops only, no setup)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,7 +105,7 @@ def fit_steps(
     lo = start_step + 1
     hi = start_step + 1 + max(0, math.ceil(available / step_seconds))
     if cost(lo) > available:
-        return lo, cost(lo)
+        return lo, cost(lo)  # the caller decides: plan_budget then plans no further step
     while lo < hi:  # cost is increasing in end: binary search for the last end that fits
         mid = (lo + hi + 1) // 2
         if cost(mid) <= available:
@@ -151,6 +160,12 @@ def plan_budget(
     last_moment = (
         speed.step_seconds + eval_seconds + checkpoint_seconds + margin * budget_seconds / 2
     )
+    max_seconds = max(0.0, clock_seconds + remaining - last_moment)
+    fits = loop_seconds <= remaining - margin * budget_seconds and max_seconds > clock_seconds
+    if not fits:
+        # Not one more step fits (a slow calibration): the plan says so itself, so no config
+        # written from it can disagree: the run ends at the calibration checkpoint.
+        steps, loop_seconds, max_seconds = calibrate_steps, 0.0, clock_seconds
     return BudgetPlan(
         budget_seconds=budget_seconds,
         calibrate_steps=calibrate_steps,
@@ -161,8 +176,10 @@ def plan_budget(
         checkpoint_seconds=checkpoint_seconds,
         tail_seconds=tail,
         max_steps=steps,
-        max_seconds=max(0.0, clock_seconds + remaining - last_moment),
+        max_seconds=max_seconds,
         predicted_seconds=used_seconds + setup_seconds + loop_seconds + tail,
+        used_seconds=used_seconds,
+        clock_seconds=clock_seconds,
     )
 
 
@@ -171,3 +188,24 @@ def uncalibrated_max_seconds(budget_seconds: float, margin: float, config) -> fl
     tail = SAMPLE_SECONDS_PER_TOKEN * config.sample.max_new_tokens
     reserve = max(margin * budget_seconds, min(max(0.1 * budget_seconds, 2.0), 300.0))
     return max(0.0, budget_seconds - reserve - tail)
+
+
+def describe_plan(plan: dict[str, Any]) -> str:
+    """One line stating the plan on one clock, the budget's (seconds since training started):
+    steps planned, when they are predicted to end, and where the hard stop sits."""
+    if plan["max_steps"] <= plan["calibrate_steps"]:
+        return (
+            f"budget: {plan['step_seconds'] * 1e3:.1f} ms/step measured; no further step fits in "
+            f"{plan['budget_seconds']:.0f} s, the run ends at the calibration checkpoint "
+            f"(step {plan['calibrate_steps']})"
+        )
+    # max_seconds is on train's clock, which counts loops only: on the budget's clock the stop
+    # comes after what was used so far and the main run's setup, plus the rest of that loop.
+    hard_stop = (
+        plan["used_seconds"] + plan["setup_seconds"] + plan["max_seconds"] - plan["clock_seconds"]
+    )
+    return (
+        f"budget: {plan['step_seconds'] * 1e3:.1f} ms/step measured -> {plan['max_steps']:,} "
+        f"steps (the cosine ends there), predicted to end at {plan['predicted_seconds']:.0f} s "
+        f"of the {plan['budget_seconds']:.0f} s budget; hard stop at {hard_stop:.0f} s"
+    )

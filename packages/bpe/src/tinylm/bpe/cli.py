@@ -49,6 +49,12 @@ def _train(argv: list[str] | None) -> None:
     parser.add_argument("--out-dir", type=Path, required=True, help="gets vocab.json, merges.txt")
     parser.add_argument("--num-workers", type=int, default=None, help="default: all cores")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument(
+        "--errors",
+        choices=("strict", "replace"),
+        default="strict",
+        help="invalid UTF-8: strict = error naming the byte offset (default), replace = U+FFFD",
+    )
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
@@ -58,6 +64,7 @@ def _train(argv: list[str] | None) -> None:
         args.special_tokens,
         num_workers=args.num_workers,
         progress=not args.no_progress,
+        errors=args.errors,
     )
     elapsed = time.perf_counter() - start
     args.out_dir.mkdir(parents=True, exist_ok=True)

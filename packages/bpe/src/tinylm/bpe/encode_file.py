@@ -90,6 +90,10 @@ def encode_file(
     """Write the ids of `src_path` to `dst_path` (.npy); returns it opened with mmap_mode="r"."""
     src = check_input_file(src_path)
     dst = Path(dst_path)
+    if dst.is_dir():
+        raise ValueError(
+            f"output {dst} is a directory; give the .npy file to write, e.g. {dst / 'ids.npy'}"
+        )
     if not dst.parent.is_dir():
         raise FileNotFoundError(f"output directory not found: {dst.parent}")
     num_workers = resolve_num_workers(num_workers, os.path.getsize(src))

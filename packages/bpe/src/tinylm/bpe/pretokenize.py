@@ -113,15 +113,30 @@ def iter_pretokens(text: str, special_tokens: tuple[str, ...] = ()) -> Iterator[
         yield from split_pretokens(segment)
 
 
-def read_text(path: str | os.PathLike, start: int = 0, end: int | None = None) -> str:
-    """Decode bytes [start, end) of a file; errors name the file and the byte offset."""
+TEXT_ERRORS = ("strict", "replace")  # the invalid-UTF-8 policy train-lm shares (data.text_errors)
+
+
+def read_text(
+    path: str | os.PathLike, start: int = 0, end: int | None = None, errors: str = "strict"
+) -> str:
+    """Decode bytes [start, end) of a file as UTF-8.
+
+    `errors="strict"`: an invalid byte is a ValueError naming the file and its offset;
+    `errors="replace"`: invalid bytes become U+FFFD (the explicit opt-in).
+    """
+    if errors not in TEXT_ERRORS:
+        raise ValueError(f"errors must be one of {TEXT_ERRORS}, got {errors!r}")
     with open(path, "rb") as f:
         f.seek(start)
         data = f.read(-1 if end is None else end - start)
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8", errors=errors)
     except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not valid UTF-8 at byte {start + err.start}") from None
+        raise ValueError(
+            f"{path}: not valid UTF-8 at byte {start + err.start} "
+            f"(0x{data[err.start]:02x}); fix the file, or pass errors='replace' (bpe-train "
+            "--errors replace, train-lm --data.text_errors replace) to read it as U+FFFD"
+        ) from None
 
 
 def check_input_file(path: str | os.PathLike) -> Path:
@@ -196,10 +211,13 @@ def plan_chunks(path: str | os.PathLike, num_workers: int, special_tokens) -> li
     return list(itertools.pairwise(bounds))
 
 
-def _count_chunk(task: tuple[str, int, int, tuple[str, ...]]) -> tuple[dict[str, int], int]:
-    path, start, end, special_tokens = task
+def _count_chunk(
+    task: tuple[str, int, int, tuple[str, ...], str],
+) -> tuple[dict[str, int], int]:
+    path, start, end, special_tokens, errors = task
     counts: Counter[str] = Counter()
-    for segment in split_on_special_tokens(read_text(path, start, end), special_tokens):
+    text = read_text(path, start, end, errors)
+    for segment in split_on_special_tokens(text, special_tokens):
         counts.update(split_pretokens(segment))
     return counts, end - start
 
@@ -264,12 +282,16 @@ def count_pretokens(
     *,
     num_workers: int | None = None,
     progress: bool = False,
+    errors: str = "strict",
 ) -> Counter[str]:
-    """Count the pre-tokens of a file in parallel; the parent never holds the whole file."""
+    """Count the pre-tokens of a file in parallel; the parent never holds the whole file.
+
+    `errors` is the invalid-UTF-8 policy of `read_text` ("strict" or "replace")."""
     path = check_input_file(path)
     specials = tuple(unique_special_tokens(special_tokens))
     num_workers = resolve_num_workers(num_workers, os.path.getsize(path))
-    tasks = [(str(path), s, e, specials) for s, e in plan_chunks(path, num_workers, specials)]
+    chunks = plan_chunks(path, num_workers, specials)
+    tasks = [(str(path), s, e, specials, errors) for s, e in chunks]
     total: Counter[str] = Counter()
     bar = progress_bar(
         progress, total=os.path.getsize(path), unit="B", unit_scale=True, desc="pre-tokenize"

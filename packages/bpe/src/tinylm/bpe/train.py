@@ -44,6 +44,7 @@ def train_bpe(
     *,
     num_workers: int | None = None,
     progress: bool = False,
+    errors: str = "strict",
 ) -> tuple[dict[int, bytes], list[tuple[bytes, bytes]]]:
     """Train a byte-level BPE tokenizer on a UTF-8 text file.
 
@@ -55,7 +56,8 @@ def train_bpe(
 
     Pre-tokenization runs in `num_workers` processes (default: all cores, or one for inputs too
     small to repay starting workers), each reading its own byte range of the file;
-    `progress=True` shows tqdm bars for both phases.
+    `progress=True` shows tqdm bars for both phases. Invalid UTF-8 is an error naming the file
+    and byte offset unless `errors="replace"` (then U+FFFD), as in train-lm's data.text_errors.
     """
     input_path = check_input_file(input_path)
     specials = unique_special_tokens(special_tokens)
@@ -64,7 +66,9 @@ def train_bpe(
             f"vocab_size {vocab_size} is too small: it must be at least 256 byte tokens "
             f"+ {len(specials)} special tokens = {256 + len(specials)}"
         )
-    word_counts = count_pretokens(input_path, specials, num_workers=num_workers, progress=progress)
+    word_counts = count_pretokens(
+        input_path, specials, num_workers=num_workers, progress=progress, errors=errors
+    )
     tokens, merges = merge_pairs(word_counts, vocab_size - len(specials), progress=progress)
     vocab = dict(enumerate(tokens))
     for token in specials:

@@ -27,14 +27,15 @@ from tinylm.train.config import (
     bundled_configs,
     default_config_path,
     load_config,
+    validate_config,
 )
 from tinylm.train.data import check_tokens, get_batch, open_tokens
-from tinylm.train.errors import run_cli
+from tinylm.train.errors import RunFailed, RunInterrupted, run_cli
 from tinylm.train.hf_cli import export_hf, import_hf
 from tinylm.train.loop import RunResult, TrainingDiverged, train
 from tinylm.train.metrics import MetricsLog, plot_losses, unigram_entropy
 from tinylm.train.prepare import PreparedData, bundled_corpus, load_tokenizer, prepare_data
-from tinylm.train.rundir import find_checkpoints
+from tinylm.train.rundir import RunLock, find_checkpoints
 from tinylm.train.sampling import sample_text
 
 __all__ = [
@@ -45,6 +46,9 @@ __all__ = [
     "OptimConfig",
     "PreparedData",
     "RunConfig",
+    "RunFailed",
+    "RunInterrupted",
+    "RunLock",
     "RunResult",
     "SampleConfig",
     "TrainConfig",
@@ -72,4 +76,5 @@ __all__ = [
     "split_command_line",
     "train",
     "unigram_entropy",
+    "validate_config",
 ]

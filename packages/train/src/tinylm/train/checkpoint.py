@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import os
 import pickle
+import pickletools
 import random
+import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import IO, Any
@@ -29,6 +32,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "UnsafeCheckpoint",
     "capture_rng_state",
     "load_checkpoint",
     "read_checkpoint",
@@ -143,19 +147,73 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+class UnsafeCheckpoint(ValueError):
+    """The file pickles Python objects other than tensors and plain containers; not loaded."""
+
+
 def read_checkpoint(src: str | os.PathLike | IO[bytes]) -> dict[str, Any]:
-    """Load a checkpoint dict onto the CPU with `weights_only=True`; clear errors for bad files."""
+    """Load a checkpoint dict onto the CPU with `weights_only=True`; clear errors for bad files.
+
+    Raises UnsafeCheckpoint (a ValueError) for a file that holds other objects (a pickle that
+    would import or call code: refused, nothing in it runs), ValueError for corrupt or truncated
+    files and for dicts that are not tinylm checkpoints.
+    """
     name = str(src) if isinstance(src, str | os.PathLike) else getattr(src, "name", "<file object>")
     if isinstance(src, str | os.PathLike) and not Path(src).is_file():
         raise FileNotFoundError(f"checkpoint not found: {src}")
     try:
-        payload = torch.load(src, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"checkpoint {name} is corrupt or truncated ({first})") from None
+        with warnings.catch_warnings():  # e.g. "pickle protocol 4": noise beside the real error
+            warnings.simplefilter("ignore")
+            payload = torch.load(src, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = _UNSAFE.search(str(e)) or _code_opcodes(src)
+        if found:
+            raise UnsafeCheckpoint(
+                f"checkpoint {name} holds Python objects other than tensors ({found.group(1)}); "
+                "it was refused for safety and nothing in it was run. Use only checkpoints "
+                "written by train-lm or save_checkpoint"
+            ) from None
+        raise ValueError(
+            f"checkpoint {name} is corrupt or truncated (not a readable pickle)"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise ValueError(f"checkpoint {name} is corrupt or truncated ({_reason(e)})") from None
     if not isinstance(payload, dict) or "model" not in payload or "iteration" not in payload:
         raise ValueError(f"{name} is not a tinylm checkpoint (no 'model'/'iteration' entries)")
     return payload
+
+
+def _code_opcodes(src) -> re.Match | None:
+    """For a plain (non-zip) pickle torch could not parse: does it import or call anything?
+
+    Scans the opcodes with `pickletools` (which never executes them); returns a match-like
+    object naming the first import, or None for garbage and data-only pickles.
+    """
+    if not isinstance(src, str | os.PathLike):
+        return None
+    try:
+        with open(src, "rb") as f:
+            for opcode, arg, _ in pickletools.genops(f):
+                if opcode.name in ("GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE"):
+                    what = str(arg).replace(" ", ".") if arg else opcode.name
+                    return _UNSAFE.search(f"GLOBAL {what}")
+    except Exception:  # not a pickle at all: corrupt
+        return None
+    return None
+
+
+# torch's weights_only refusal names the global it would not import ("GLOBAL posix.system").
+_UNSAFE = re.compile(r"(?:GLOBAL|global|class)\s+'?([\w.]+)")
+
+
+def _reason(error: BaseException) -> str:
+    """A short cause for a load error: torch's first sentence, with no advice and no escapes."""
+    text = _ANSI.sub("", str(error)).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    return first.split(". ")[0].rstrip(".")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
 def load_checkpoint(

@@ -6,11 +6,14 @@
     train-lm --run.name exp1 --resume          # continue runs/exp1 from its newest checkpoint
     torchrun --nproc_per_node=4 -m tinylm.train.cli --config big.toml   # DDP
 
-Bad input ends with one `error: ...` line and exit status 2; no traceback, no lost work.
+Exit status: 0 done, 2 bad input (one `error: ...` line, before any work), 1 the run failed
+(diverged, I/O error; the line names the last good checkpoint), 130/143 interrupted by
+SIGINT/SIGTERM (after writing a checkpoint, if training had started). See errors.py.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from tinylm.train.command_line import split_command_line
@@ -70,15 +73,18 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE.format(path=path, default=path.read_text(), bundled=bundled))
         return 0
 
-    def run() -> None:
+    def run() -> int:
         config_path, resume, progress, overrides = parse_args(argv)
         config = load_config(config_path, overrides)
         saved = config.run_dir / "config.toml"
         if resume and config_path is None and saved.is_file():
             config = load_config(saved, overrides)  # a resumed run keeps its own config
-        train(config, resume=resume, progress=progress)
+        result = train(config, resume=resume, progress=progress)
+        if result.stopped == "interrupted":  # checkpointed; the status says it was interrupted
+            return 128 + signal.Signals[result.signal].value
+        return 0
 
-    return run_cli(run, abort_message="aborted by a second interrupt (no checkpoint written)")
+    return run_cli(run, abort_message="interrupted before training started (nothing saved)")
 
 
 if __name__ == "__main__":

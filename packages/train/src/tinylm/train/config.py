@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
+import re
 import tomllib
 import types
 import typing
@@ -52,6 +54,7 @@ __all__ = [
     "default_config_path",
     "load_config",
     "resolve_config_path",
+    "validate_config",
 ]
 
 
@@ -69,6 +72,7 @@ class DataConfig:
     dtype: str = ""  # id dtype of raw .bin token files (e.g. "uint16"); .npy files know theirs
     cache_dir: str = ""  # where tokenizer and .npy files are cached; "" = <run.root>/_data
     num_workers: int = 0  # encoding processes; 0 = all cores
+    text_errors: str = "strict"  # invalid UTF-8 in `text`: "strict" = error, "replace" = U+FFFD
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,9 @@ class LoopConfig:
     max_seconds: float = 0.0  # wall-clock budget; stop (with a checkpoint) when spent; 0 = none
     log_interval: int = 10  # steps between metrics.jsonl lines (and loss checks)
     peak_flops: float = 0.0  # per-device peak FLOP/s for MFU; 0 = table (GPUs) or measured (CPU)
+    diverge_margin: float = 5.0  # stop when train loss > ln(vocab) + margin ...; 0 = off
+    diverge_patience: int = 3  # ... at this many consecutive log steps
+    deterministic: bool = True  # CPU: bit-reproducible at any thread count (see README)
 
 
 @dataclass(frozen=True)
@@ -243,7 +250,9 @@ class TrainConfig:
                 sections[section] = kind(**values)
             except TypeError as e:  # a missing required field, e.g. model.d_model
                 raise ValueError(f"config section [{section}]: {e}") from None
-        return cls(**sections)
+        config = cls(**sections)
+        validate_config(config)
+        return config
 
     def replace(self, **sections: dict[str, Any]) -> TrainConfig:
         """Copy with some fields changed: `cfg.replace(train={"max_steps": 10})`."""
@@ -402,11 +411,15 @@ def _parse(key: str, text: str, tp: Any) -> Any:
         return items
     if base in (int, float):
         try:
-            number = float(text) if base is float else int(float(text))
+            number = float(text)
         except ValueError:
             raise ValueError(f"config key '{key}' must be a number, got {text!r}") from None
-        if base is int and float(text) != int(float(text)):
-            raise ValueError(f"config key '{key}' must be an integer, got {text!r}")
+        if not math.isfinite(number):
+            raise ValueError(f"config key '{key}' must be a finite number, got {text!r}")
+        if base is int:
+            if number != int(number):
+                raise ValueError(f"config key '{key}' must be an integer, got {text!r}")
+            return int(number)
         return number
     return text
 
@@ -433,3 +446,88 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     if not ok:
         raise ValueError(f"config key '{key}' must be {base.__name__}, got {value!r}")
     return value
+
+
+# ---- value checks -------------------------------------------------------------------------------
+# One table, checked for every config before a run touches anything: a bad value is one line now,
+# not a traceback after the first eval. Each entry: (predicate, what the value must be).
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_ID_DTYPES = ("", "uint8", "uint16", "uint32", "int32", "int64")
+
+
+def _num(lo: float | None = None, hi: float | None = None, *, lo_open=False, hi_open=False):
+    def ok(v) -> bool:
+        if not math.isfinite(v):
+            return False
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            return False
+        return not (hi is not None and (v >= hi if hi_open else v > hi))
+
+    left = "" if lo is None else ("> " if lo_open else ">= ") + f"{lo:g}"
+    right = "" if hi is None else ("< " if hi_open else "<= ") + f"{hi:g}"
+    bounds = " and ".join(p for p in (left, right) if p)
+    return ok, "a finite number" + (f" {bounds}" if bounds else "")
+
+
+def _one_of(*choices: str):
+    return (lambda v: v in choices), "one of " + ", ".join(repr(c) for c in choices)
+
+
+POSITIVE, NON_NEGATIVE = _num(1), _num(0)
+CHECKS: dict[str, tuple[Any, str]] = {
+    "data.text_bytes": NON_NEGATIVE,
+    "data.val_fraction": _num(0, 1, lo_open=True, hi_open=True),
+    "data.vocab_size": POSITIVE,
+    "data.tokenizer_bytes": NON_NEGATIVE,
+    "data.dtype": _one_of(*_ID_DTYPES),
+    "data.num_workers": NON_NEGATIVE,
+    "data.text_errors": _one_of("strict", "replace"),
+    "optim.lr": _num(0, lo_open=True),
+    "optim.min_lr": NON_NEGATIVE,
+    "optim.warmup_steps": NON_NEGATIVE,
+    "optim.cosine_steps": NON_NEGATIVE,
+    "optim.weight_decay": NON_NEGATIVE,
+    "optim.beta1": _num(0, 1, hi_open=True),
+    "optim.beta2": _num(0, 1, hi_open=True),
+    "optim.eps": _num(0, lo_open=True),
+    "optim.grad_clip": NON_NEGATIVE,
+    "optim.decay_fraction": _num(0, 1),
+    "optim.muon_lr": NON_NEGATIVE,
+    "optim.muon_momentum": _num(0, 1, hi_open=True),
+    "optim.muon_ns_steps": NON_NEGATIVE,
+    "optim.momentum_warmup_steps": NON_NEGATIVE,
+    "optim.momentum_start": _num(0, 1, hi_open=True),
+    "train.max_steps": POSITIVE,
+    "train.batch_size": POSITIVE,
+    "train.grad_accum": POSITIVE,
+    "train.seed": NON_NEGATIVE,
+    "train.device": ((lambda v: bool(_DEVICE.match(v))), "auto, cpu, cuda, cuda:N or mps"),
+    "train.peak_flops": NON_NEGATIVE,
+    "train.max_seconds": NON_NEGATIVE,
+    "train.log_interval": POSITIVE,
+    "train.diverge_margin": NON_NEGATIVE,
+    "train.diverge_patience": POSITIVE,
+    "eval.interval": POSITIVE,
+    "eval.iters": POSITIVE,
+    "eval.batch_size": NON_NEGATIVE,
+    "run.name": ((lambda v: bool(v) and "/" not in v and v not in (".", "..")), "a plain name"),
+    "run.checkpoint_interval": POSITIVE,
+    "run.keep_checkpoints": POSITIVE,
+    "sample.max_new_tokens": NON_NEGATIVE,
+    "sample.temperature": NON_NEGATIVE,
+    "sample.top_p": _num(0, 1, lo_open=True),
+    "sample.top_k": NON_NEGATIVE,
+    "sample.seed": NON_NEGATIVE,
+}
+
+
+def validate_config(config: TrainConfig) -> None:
+    """Raise ValueError (one line naming the key) for any value outside `CHECKS`' ranges."""
+    for key, (ok, must) in CHECKS.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if not ok(value):
+            raise ValueError(f"config key '{key}' must be {must}, got {value!r}")
+    # Combinations across sections.
+    if config.optim.fit_to_time and config.train.max_seconds <= 0:
+        raise ValueError("optim.fit_to_time needs a budget: set train.max_seconds > 0")

@@ -7,6 +7,8 @@ generate --run runs/default --top-k 50 --top-p 1   # top-k sampling
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 from pathlib import Path
 
 import torch
@@ -19,6 +21,7 @@ from tinylm.train.prepare import load_tokenizer
 from tinylm.train.rundir import find_checkpoints
 from tinylm.train.runtime import resolve_device
 from tinylm.train.sampling import sample_text
+from tinylm.train.setup import newest_loadable
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,11 +44,11 @@ def load_run(run_dir: Path, checkpoint: Path | None, device: torch.device):
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory not found: {run_dir}")
     if checkpoint is None:
-        found = find_checkpoints(run_dir)
-        if not found:
+        if not find_checkpoints(run_dir):
             raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}")
-        checkpoint = found[-1]
-    payload = read_checkpoint(checkpoint)
+        checkpoint, payload = newest_loadable(run_dir, lambda m: print(m, file=sys.stderr))
+    else:
+        payload = read_checkpoint(checkpoint)
     if "config" not in payload:
         raise ValueError(f"{checkpoint} carries no config; was it written by train-lm?")
     config = TrainConfig.from_dict(payload["config"])  # older configs: kernel keys move to compute
@@ -62,7 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> None:
         if args.max_tokens < 0:
             raise ValueError(f"--max-tokens must be >= 0, got {args.max_tokens}")
-        device = resolve_device(args.device)
+        if args.num_samples < 1:
+            raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
+        if not (math.isfinite(args.temperature) and args.temperature >= 0):
+            raise ValueError(f"--temperature must be a finite number >= 0, got {args.temperature}")
+        if not 0 < args.top_p <= 1:
+            raise ValueError(f"--top-p must be in (0, 1], got {args.top_p}")
+        device = resolve_device(args.device, option="--device")
         model, tokenizer = load_run(args.run, args.checkpoint, device)
         for i in range(args.num_samples):
             text = sample_text(

@@ -36,6 +36,7 @@ from tinylm.train.runtime import (
     Distributed,
     StopFlag,
     autocast_context,
+    determinism,
     resolve_device,
     setup_distributed,
     uses_bf16,
@@ -44,8 +45,6 @@ from tinylm.train.sampling import write_sample
 from tinylm.train.setup import (
     ResumePoint,
     build_model_and_optimizer,
-    check_positive,
-    check_recipe,
     load_run_data,
     resume_from,
     save_run_files,
@@ -95,23 +94,54 @@ def momentum_record(optimizer) -> dict[str, float]:
 def _train(
     cfg: TrainConfig, dist: Distributed, resume: bool, stop_at: int | None, progress: bool, log
 ) -> RunResult:
-    # ---- setup: device, data, model, optimizer, resume point --------------------------------
+    """Lock the run directory and catch signals for the whole run, then set up and train.
+
+    Signals: during setup (nothing to save yet) a SIGINT/SIGTERM ends the run at once with
+    RunInterrupted; once training runs the first one finishes the step and checkpoints, a second
+    aborts at once (the last checkpoint stays intact).
+    """
     setup_start = time.perf_counter()
-    device = resolve_device(cfg.train.device, dist.local_rank)
+    stop = StopFlag()
+    lock = None
+    with stop.installed():
+        try:
+            device = resolve_device(cfg.train.device, dist.local_rank)
+            if dist.is_main:
+                lock = prepare_run_dir(cfg.run_dir, resume)
+            dist.barrier()
+            with determinism(device, cfg.train.deterministic):
+                return _run(cfg, dist, resume, stop_at, progress, log, device, stop, setup_start)
+        finally:
+            if lock is not None:
+                lock.release()
+
+
+def _run(
+    cfg: TrainConfig,
+    dist: Distributed,
+    resume: bool,
+    stop_at: int | None,
+    progress: bool,
+    log,
+    device: torch.device,
+    stop: StopFlag,
+    setup_start: float,
+) -> RunResult:
+    # ---- setup: device, data, model, optimizer, resume point --------------------------------
     autocast = autocast_context(device, cfg.compute.dtype)
-    check_positive(cfg)
-    check_recipe(cfg)
-    if dist.is_main:
-        prepare_run_dir(cfg.run_dir, resume)
-    dist.barrier()
-    data = load_run_data(cfg, dist, log)
+    data = load_run_data(cfg, dist, log, progress=progress and dist.is_main)
     model, optimizer, schedule = build_model_and_optimizer(cfg, device)
-    start = resume_from(cfg, model, optimizer, schedule) if resume else ResumePoint()
+    start = ResumePoint()
+    if resume:
+        start = resume_from(cfg, model, optimizer, schedule, log)
+        cfg = start.config  # the schedule length a resumed run keeps (see resume_from)
     run = RunState(cfg, dist, model, optimizer, schedule, start, setup_start)
     if resume:
         log(f"resumed from {start.checkpoint} at step {start.step}")
     if dist.is_main:
-        save_run_files(cfg, data)
+        # A resumed run's config.toml is replaced only by its first checkpoint: a resume that
+        # fails (diverges with a new lr, bad override) leaves the previous config in place.
+        save_run_files(cfg, data, write_config=not resume)
 
     # The model as the step calls it: compiled, then DDP-wrapped. Eval skips the DDP wrapper;
     # clipping, the optimizer and checkpoints see the plain module.
@@ -174,8 +204,8 @@ def _train(
     loss_sum, loss_count = torch.zeros((), device=device), 0
     # Handlers go in only now: processes forked during data preparation must keep the default
     # SIGTERM action, or a pool shutting them down could wait forever.
-    stop = StopFlag()
-    with bar, stop.installed():
+    stop.training(lambda: run.last_checkpoint)
+    with bar, run.recording_failure():
         while run.step < end_step:
             step_start = time.perf_counter()
             # Forward/backward over the micro-batches; DDP all-reduces on the last one only.
@@ -214,13 +244,16 @@ def _train(
             if check_every_step:  # free on CPU: catch a bad step before anything else runs
                 shown_loss = step_loss.item()
                 run.check_finite(shown_loss)
+                run.check_finite(float(norm), "grad norm")
             if log_now or ckpt_now:
                 # One host sync per interval: the mean loss of the steps since the last one.
                 train_loss = dist.mean(loss_sum).item() / loss_count
                 loss_sum.zero_()
                 loss_count = 0
-                run.check_finite(train_loss)
                 grad_norm = float(norm)
+                run.check_finite(train_loss)
+                run.check_finite(grad_norm, "grad norm")
+                run.check_divergence(train_loss)
                 shown_loss = train_loss if not check_every_step else shown_loss
             tokens_per_s = interval_tokens / max(interval_time, 1e-9)
             flops_per_s = tokens_per_s * flops_per_token
@@ -270,6 +303,7 @@ def _train(
                 run.plot()  # refresh the curve with each checkpoint
         if stop_at is not None and run.step == stop_at and run.step < max_steps:
             stopped = "stop_at"
+    stop.finishing()
     dist.barrier()
 
     # ---- the end: final curve, a sample, the summary ----------------------------------------

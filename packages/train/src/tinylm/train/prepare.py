@@ -52,8 +52,14 @@ def load_tokenizer(
     return Tokenizer.from_files(vocab, merges, list(special_tokens))
 
 
-def prepare_data(config: DataConfig, cache_root: str | os.PathLike, log=print) -> PreparedData:
-    """Return train/val token files (and the tokenizer) for `config`, building them if needed."""
+def prepare_data(
+    config: DataConfig, cache_root: str | os.PathLike, log=print, progress: bool = False
+) -> PreparedData:
+    """Return train/val token files (and the tokenizer) for `config`, building them if needed.
+
+    Text must be UTF-8: an invalid byte is an error naming the file and its offset, unless
+    `data.text_errors = "replace"` asks for U+FFFD instead (the policy `bpe-train` shares).
+    `progress` shows the BPE training bars."""
     if config.train_tokens or config.val_tokens:
         if not (config.train_tokens and config.val_tokens):
             raise ValueError(
@@ -80,6 +86,7 @@ def prepare_data(config: DataConfig, cache_root: str | os.PathLike, log=print) -
         "vocab_size": config.vocab_size,
         "tokenizer_bytes": config.tokenizer_bytes,
         "special_tokens": list(config.special_tokens),
+        "text_errors": config.text_errors,
     }
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
     out = Path(cache_root) / f"{text_path.stem}-v{config.vocab_size}-{key}"
@@ -90,7 +97,9 @@ def prepare_data(config: DataConfig, cache_root: str | os.PathLike, log=print) -
     out.mkdir(parents=True, exist_ok=True)
 
     separator = config.special_tokens[0] if config.special_tokens else None
-    train_text, val_text = _split(text_path, config.text_bytes, config.val_fraction, separator)
+    train_text, val_text = _split(
+        text_path, config.text_bytes, config.val_fraction, separator, config.text_errors
+    )
     (out / "train.txt").write_text(train_text, encoding="utf-8")
     (out / "val.txt").write_text(val_text, encoding="utf-8")
 
@@ -98,7 +107,10 @@ def prepare_data(config: DataConfig, cache_root: str | os.PathLike, log=print) -
     (out / "tokenizer_train.txt").write_text(tok_text, encoding="utf-8")
     start = time.perf_counter()
     vocab, merges = train_bpe(
-        out / "tokenizer_train.txt", config.vocab_size, list(config.special_tokens), progress=True
+        out / "tokenizer_train.txt",
+        config.vocab_size,
+        list(config.special_tokens),
+        progress=progress,
     )
     tokenizer = Tokenizer(vocab, merges, list(config.special_tokens))
     tokenizer.save(out / "vocab.json", out / "merges.txt")
@@ -126,13 +138,30 @@ def prepare_data(config: DataConfig, cache_root: str | os.PathLike, log=print) -
     return result
 
 
+def decode_text(raw: bytes, path: Path, errors: str = "strict", cut: bool = False) -> str:
+    """UTF-8 text of `raw` (read from `path`); "strict" names the first bad byte's offset.
+
+    `cut`: `raw` is a prefix of the file, so an incomplete character at its very end is the cut,
+    not bad data, and is dropped.
+    """
+    try:
+        return raw.decode("utf-8", errors=errors)
+    except UnicodeDecodeError as e:
+        if cut and e.end == len(raw) and e.reason == "unexpected end of data":
+            return raw[: e.start].decode("utf-8")
+        raise ValueError(
+            f"{path}: not valid UTF-8 at byte {e.start} (0x{raw[e.start]:02x}); fix the file, "
+            "or pass --data.text_errors replace to read invalid bytes as U+FFFD"
+        ) from None
+
+
 def _split(
-    path: Path, max_bytes: int, val_fraction: float, separator: str | None
+    path: Path, max_bytes: int, val_fraction: float, separator: str | None, errors: str = "strict"
 ) -> tuple[str, str]:
     """First `max_bytes` of the file, cut to whole documents, split by documents: (train, val)."""
     with open(path, "rb") as f:
         raw = f.read(max_bytes) if max_bytes > 0 else f.read()
-    text = raw.decode("utf-8", errors="ignore")  # a cut multi-byte character is dropped
+    text = decode_text(raw, path, errors, cut=max_bytes > 0 and len(raw) == max_bytes)
     docs = text.split(separator) if separator else [text]
     if separator and len(docs) > 2 and max_bytes > 0 and len(raw) == max_bytes:
         docs = docs[:-1]  # the last document was cut by the byte limit

@@ -1,38 +1,126 @@
-"""The run directory: its checkpoint files, and the checks made before a run writes anything."""
+"""The run directory: its checkpoint files, its lock, and the checks made before a run writes.
+
+Checkpoints are exactly the names the loop writes, `step_<7+ digits>.pt`; anything else in
+`checkpoints/` (`step_best.pt`, `step_0000020_backup.pt`) is the user's and is never listed,
+rotated or deleted. A run holds an exclusive `flock` on `<run dir>/.lock` for its lifetime: the
+kernel drops it when the process dies however it dies, so there is no stale lock to clean up,
+and a second run in the same directory is refused at once instead of interleaving with the first.
+"""
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
-__all__ = ["find_checkpoints", "prepare_run_dir"]
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs there are not protected against each other
+    fcntl = None
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "RunLock",
+    "checkpoint_path",
+    "checkpoint_step",
+    "find_checkpoints",
+    "prepare_run_dir",
+    "remove_stale_temporaries",
+]
+
+CHECKPOINT_NAME = re.compile(r"^step_(\d{7,})\.pt$")
+
+
+def checkpoint_path(run_dir: str | Path, step: int) -> Path:
+    """Where the loop writes the checkpoint of `step`."""
+    return Path(run_dir) / "checkpoints" / f"step_{step:07d}.pt"
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The step in a checkpoint name the loop wrote; ValueError for any other name."""
+    match = CHECKPOINT_NAME.match(Path(path).name)
+    if match is None:
+        raise ValueError(f"{Path(path).name} is not a train-lm checkpoint name (step_NNNNNNN.pt)")
+    return int(match.group(1))
 
 
 def find_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Checkpoints of a run, oldest first (by step number in the name)."""
+    """The run's own checkpoints (exact `step_NNNNNNN.pt` names only), oldest first."""
     directory = Path(run_dir) / "checkpoints"
     if not directory.is_dir():
         return []
-    return sorted(directory.glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    found = [p for p in directory.iterdir() if CHECKPOINT_NAME.match(p.name) and p.is_file()]
+    return sorted(found, key=checkpoint_step)
 
 
-def prepare_run_dir(run_dir: Path, resume: bool) -> None:
-    """Create the run directory, prove it writable, and refuse to clobber or resume nothing."""
+def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:
+    """Delete `step_*.pt.tmp` left by a process killed mid-write (call it holding the lock)."""
+    directory = Path(run_dir) / "checkpoints"
+    if not directory.is_dir():
+        return []
+    stale = [p for p in directory.iterdir() if p.name.endswith(".pt.tmp") and p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+class RunLock:
+    """Exclusive lock on a run directory, held from `acquire()` to `release()` (or death)."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / ".lock"
+        self.fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        if fcntl is None:
+            return self
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise ValueError(
+                f"run directory {self.path.parent} is in use by {holder}; wait for it to end, "
+                "or choose another --run.name"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd = None
+
+
+def prepare_run_dir(run_dir: Path, resume: bool) -> RunLock:
+    """Create the run directory, prove it writable, lock it, and refuse to clobber or resume
+    nothing. Returns the held lock; stale checkpoint temporaries are removed under it."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write_test"
+        probe = run_dir / f".write_test.{os.getpid()}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:
         raise PermissionError(
             f"cannot write to run directory {run_dir}: {e.strerror or e}"
         ) from None
-    existing = find_checkpoints(run_dir)
-    if resume and not existing:
-        raise FileNotFoundError(
-            f"--resume: no checkpoint in {run_dir / 'checkpoints'} to resume from"
-        )
-    if not resume and existing:
-        raise ValueError(
-            f"{run_dir} already holds checkpoints; pass --resume to continue it, or choose another "
-            "--run.name (existing work is never overwritten)"
-        )
+    lock = RunLock(run_dir).acquire()
+    try:
+        existing = find_checkpoints(run_dir)
+        if resume and not existing:
+            raise FileNotFoundError(
+                f"--resume: no checkpoint in {run_dir / 'checkpoints'} to resume from"
+            )
+        if not resume and existing:
+            raise ValueError(
+                f"{run_dir} already holds checkpoints; pass --resume to continue it, or choose "
+                "another --run.name (existing work is never overwritten)"
+            )
+        remove_stale_temporaries(run_dir)
+    except BaseException:
+        lock.release()
+        raise
+    return lock

@@ -9,8 +9,10 @@ would inline: `check_finite` after reading a loss, `should_stop` after each step
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,9 @@ import torch
 from tinylm.optim import LRSchedule, OptimizerSet
 from tinylm.train.checkpoint import save_checkpoint
 from tinylm.train.config import TrainConfig
-from tinylm.train.errors import TrainingDiverged
+from tinylm.train.errors import RunFailed, TrainingDiverged, one_line
 from tinylm.train.metrics import MetricsLog, init_wandb, plot_losses
-from tinylm.train.rundir import find_checkpoints
+from tinylm.train.rundir import checkpoint_path, find_checkpoints
 from tinylm.train.runtime import Distributed, StopFlag, Timer
 from tinylm.train.setup import ResumePoint
 
@@ -41,6 +43,7 @@ class RunResult:
     checkpoint: Path | None
     stopped: str  # "finished" | "interrupted" | "time budget" | "stop_at"
     sample: str | None = None
+    signal: str | None = None  # "SIGINT" / "SIGTERM" when stopped == "interrupted"
     timings: dict[str, float] = field(default_factory=dict)  # seconds in data/eval/checkpoint/total
     model: torch.nn.Module | None = field(default=None, repr=False)
 
@@ -62,6 +65,13 @@ class RunState:
         self.model, self.optimizer, self.schedule = model, optimizer, schedule
         self.step, self.tokens, self.clock_offset = start.step, start.tokens, start.wallclock
         self.last_checkpoint = start.checkpoint
+        self.config_pending = start.checkpoint is not None  # resumed: config.toml at 1st ckpt
+        self.above_count = 0  # consecutive log checks with the loss above the blow-up line
+        self.blowup_line = (
+            math.log(cfg.model.vocab_size) + cfg.train.diverge_margin
+            if cfg.train.diverge_margin > 0
+            else math.inf
+        )
         self.setup_start = self.start_time = setup_start
         self.timer = Timer()
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
@@ -85,18 +95,56 @@ class RunState:
     def wallclock(self) -> float:
         return self.clock_offset + time.perf_counter() - self.start_time
 
-    def check_finite(self, value: float) -> None:
+    def _kept(self) -> str:
+        if self.last_checkpoint:
+            return f"last good checkpoint {self.last_checkpoint} is untouched"
+        return "no checkpoint was written"
+
+    def check_finite(self, value: float, what: str = "loss") -> None:
         """Stop the run, before anything is written, when a loss is NaN or infinite."""
         if not math.isfinite(value):
-            where = (
-                f"{self.last_checkpoint} is untouched"
-                if self.last_checkpoint
-                else "no checkpoint was written"
-            )
             raise TrainingDiverged(
-                f"loss became {value} at step {self.step}; stopped ({where}). "
+                f"{what} became {value} at step {self.step}; stopped ({self._kept()}). "
                 "Try a lower --optim.lr or --optim.grad_clip"
             )
+
+    def check_divergence(self, train_loss: float) -> None:
+        """A finite blow-up: the loss above ln(vocab) + train.diverge_margin (worse than the
+        uniform guess an untrained model starts from) at diverge_patience log checks in a row.
+        Called where the loss is already on the host, so it costs no extra sync."""
+        self.above_count = self.above_count + 1 if train_loss > self.blowup_line else 0
+        if self.above_count >= self.cfg.train.diverge_patience:
+            raise TrainingDiverged(
+                f"training diverged: train loss {train_loss:.4g} at step {self.step} has been "
+                f"above {self.blowup_line:.2f} (ln vocab_size + train.diverge_margin) for "
+                f"{self.above_count} log steps; stopped ({self._kept()}). Try a lower --optim.lr"
+            )
+
+    @contextmanager
+    def recording_failure(self):
+        """On divergence or any failure in the loop, keep what the run has shown so far: a final
+        {"event": "diverged" | "failed"} line in metrics.jsonl and the loss curve."""
+        try:
+            yield
+        except (RunFailed, OSError) as e:
+            if self.dist.is_main:
+                event = "diverged" if isinstance(e, TrainingDiverged) else "failed"
+                record = {
+                    "event": event,
+                    "step": self.step,
+                    "tokens": self.tokens,
+                    "wallclock": round(self.wallclock(), 3),
+                    "reason": one_line(e),
+                }
+                with contextlib.suppress(OSError):
+                    self.log_metrics(record)
+                    self.plot()
+            if isinstance(e, OSError):
+                raise RunFailed(
+                    f"I/O error at step {self.step}: {e.strerror or e}"
+                    f"{f' ({e.filename})' if e.filename else ''}; {self._kept()}"
+                ) from e
+            raise
 
     def should_stop(self, stop: StopFlag, device: torch.device) -> bool:
         """A signal arrived or the time budget is spent; under DDP all ranks must stop at the same
@@ -109,30 +157,42 @@ class RunState:
         return stopping
 
     def checkpoint(self) -> None:
-        """Write step_<step>.pt atomically (rank 0) and drop all but the newest keep_checkpoints."""
+        """Write step_<step>.pt atomically (rank 0) and drop all but the newest keep_checkpoints.
+
+        A write that fails (disk full, ...) leaves the previous checkpoints as they were and
+        stops the run with RunFailed naming the cause and the last good checkpoint."""
         if not self.dist.is_main:
             return
         cfg, step = self.cfg, self.step
         with self.timer("checkpoint"):
-            (self.run_dir / "checkpoints").mkdir(exist_ok=True)
-            path = self.run_dir / "checkpoints" / f"step_{step:07d}.pt"
-            save_checkpoint(
-                self.model,
-                self.optimizer,
-                step,
-                path,
-                scheduler=self.schedule,
-                config=cfg.to_dict(),
-                data={
-                    "tokens": self.tokens,
-                    "step": step,
-                    "seed": cfg.train.seed,
-                    "world_size": self.dist.world_size,
-                    "grad_accum": cfg.train.grad_accum,
-                },
-                wallclock=self.wallclock(),
-            )
+            path = checkpoint_path(self.run_dir, step)
+            try:
+                path.parent.mkdir(exist_ok=True)
+                save_checkpoint(
+                    self.model,
+                    self.optimizer,
+                    step,
+                    path,
+                    scheduler=self.schedule,
+                    config=cfg.to_dict(),
+                    data={
+                        "tokens": self.tokens,
+                        "step": step,
+                        "seed": cfg.train.seed,
+                        "world_size": self.dist.world_size,
+                        "grad_accum": cfg.train.grad_accum,
+                    },
+                    wallclock=self.wallclock(),
+                )
+            except OSError as e:
+                cause = e.strerror or str(e)
+                raise RunFailed(
+                    f"could not write checkpoint {path}: {cause}; {self._kept()}"
+                ) from e
             self.last_checkpoint = path
+            if self.config_pending:  # the resumed run is known good now: record its config
+                cfg.save(self.run_dir / "config.toml")
+                self.config_pending = False
             periodic = find_checkpoints(self.run_dir)
             for old in periodic[: max(0, len(periodic) - max(1, cfg.run.keep_checkpoints))]:
                 old.unlink(missing_ok=True)
@@ -196,6 +256,7 @@ class RunState:
             checkpoint=self.last_checkpoint,
             stopped=stopped,
             sample=sample,
+            signal=stop.signal if stopped == "interrupted" else None,
             timings=timings,
             model=self.model,
         )

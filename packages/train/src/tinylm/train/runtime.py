@@ -13,11 +13,14 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from tinylm.train.errors import RunInterrupted
+
 __all__ = [
     "Distributed",
     "StopFlag",
     "Timer",
     "autocast_context",
+    "determinism",
     "resolve_device",
     "setup_distributed",
 ]
@@ -80,7 +83,7 @@ def setup_distributed(device_kind: str) -> Distributed:
     return Distributed(rank, local_rank, world_size, owns)
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0, option: str = "train.device") -> torch.device:
     """'auto' picks cuda, then mps, then cpu; under torchrun each rank gets cuda:LOCAL_RANK."""
     if name == "auto":
         if torch.cuda.is_available():
@@ -92,17 +95,17 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(
-            f"train.device must be auto, cpu, cuda, cuda:N or mps, got {name!r}"
-        ) from None
+        raise ValueError(f"{option} must be auto, cpu, cuda, cuda:N or mps, got {name!r}") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{option} must be auto, cpu, cuda, cuda:N or mps, got {name!r}")
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("train.device is cuda but no CUDA device is available")
+            raise ValueError(f"{option} is cuda but no CUDA device is available")
         if device.index is None:
             device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("train.device is mps but MPS is not available")
+        raise ValueError(f"{option} is mps but MPS is not available")
     return device
 
 
@@ -125,20 +128,48 @@ def autocast_context(device: torch.device, dtype: str):
 
 
 class StopFlag:
-    """Set by SIGINT/SIGTERM so the loop can stop at a step boundary; a second SIGINT aborts."""
+    """SIGINT/SIGTERM handling for one run, by phase (each path: one line, a defined status).
+
+    setup      nothing to save yet: raise RunInterrupted at once (130 / 143)
+    training   the first signal sets `signal`: the loop finishes the step, checkpoints, stops;
+               a second one raises RunInterrupted at once, naming the last checkpoint
+    finishing  after the last checkpoint: raise RunInterrupted at once, naming it
+    """
 
     def __init__(self) -> None:
         self.signal: str | None = None
+        self.signum: int | None = None
         self.pid = os.getpid()
+        self.phase = "setup"
+        self._last_checkpoint = lambda: None
+
+    def training(self, last_checkpoint) -> None:
+        """Enter the training phase; `last_checkpoint()` names what a hard abort leaves."""
+        self.phase, self._last_checkpoint = "training", last_checkpoint
+
+    def finishing(self) -> None:
+        self.phase = "finishing"
 
     def __call__(self, signum, frame) -> None:
         if os.getpid() != self.pid:  # a forked worker (e.g. of the encoder pool): die normally
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal = signal.Signals(signum).name
+        name = signal.Signals(signum).name
+        if self.phase == "setup":
+            raise RunInterrupted(
+                signum,
+                f"interrupted by {name} during setup, before training started; nothing saved",
+            )
+        last = self._last_checkpoint()
+        kept = f"last checkpoint {last}" if last else "no checkpoint was written yet"
+        if self.phase == "finishing":
+            raise RunInterrupted(signum, f"interrupted by {name} after training; {kept}")
+        if self.signal is not None:
+            raise RunInterrupted(
+                signum, f"aborted by a second {name} before the step ended; {kept}"
+            )
+        self.signal, self.signum = name, signum
 
     @contextmanager
     def installed(self):
@@ -151,6 +182,23 @@ class StopFlag:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+
+
+@contextmanager
+def determinism(device: torch.device, deterministic: bool):
+    """`torch.use_deterministic_algorithms` for the run on CPU when asked, restored afterwards.
+
+    Measured here (README, Determinism): fresh CPU runs and killed-and-resumed ones are bit-exact
+    at the default thread count with it on; it makes any kernel without a deterministic CPU
+    implementation warn instead of silently differing. Accelerators keep their fast kernels.
+    """
+    previous = torch.are_deterministic_algorithms_enabled()
+    previous_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(deterministic and device.type == "cpu", warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous, warn_only=previous_warn)
 
 
 class Timer:

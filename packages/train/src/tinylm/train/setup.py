@@ -20,7 +20,7 @@ import torch
 from tinylm.bpe import Tokenizer
 from tinylm.nn import ModelConfig, TransformerLM, split_compute_keys
 from tinylm.optim import LRSchedule, OptimizerHParams, OptimizerSet, build_optimizers
-from tinylm.train.checkpoint import load_checkpoint, read_checkpoint
+from tinylm.train.checkpoint import UnsafeCheckpoint, load_checkpoint, read_checkpoint
 from tinylm.train.config import OptimConfig, TrainConfig
 from tinylm.train.data import check_tokens, open_tokens
 from tinylm.train.metrics import unigram_entropy
@@ -33,9 +33,8 @@ __all__ = [
     "RunData",
     "build_model_and_optimizer",
     "build_schedule",
-    "check_positive",
-    "check_recipe",
     "load_run_data",
+    "newest_loadable",
     "optimizer_hparams",
     "resume_from",
     "save_run_files",
@@ -57,40 +56,15 @@ class ResumePoint:
     tokens: int = 0
     wallclock: float = 0.0
     checkpoint: Path | None = None
+    config: TrainConfig | None = None  # the config the resumed run continues with
 
 
-def check_positive(cfg: TrainConfig) -> None:
-    for name, value in (
-        ("train.max_steps", cfg.train.max_steps),
-        ("train.batch_size", cfg.train.batch_size),
-        ("train.grad_accum", cfg.train.grad_accum),
-        ("eval.iters", cfg.eval.iters),
-        ("eval.interval", cfg.eval.interval),
-        ("train.log_interval", cfg.train.log_interval),
-        ("run.checkpoint_interval", cfg.run.checkpoint_interval),
-    ):
-        if value <= 0:
-            raise ValueError(f"{name} must be positive, got {value}")
-
-
-def check_recipe(cfg: TrainConfig) -> None:
-    """Combinations of [optim] and [train] that cannot work, as one-line errors before setup."""
-    o = cfg.optim
-    if o.fit_to_time and cfg.train.max_seconds <= 0:
-        raise ValueError("optim.fit_to_time needs a budget: set train.max_seconds > 0")
-    if o.cosine_steps < 0:
-        raise ValueError(f"optim.cosine_steps must be >= 0, got {o.cosine_steps}")
-    if o.warmup_steps < 0 or o.momentum_warmup_steps < 0:
-        raise ValueError("optim.warmup_steps and optim.momentum_warmup_steps must be >= 0")
-    if not 0.0 <= o.momentum_start < 1.0:
-        raise ValueError(f"optim.momentum_start must be in [0, 1), got {o.momentum_start}")
-
-
-def load_run_data(cfg: TrainConfig, dist: Distributed, log) -> RunData:
-    """Prepare (rank 0 first, the others then hit its cache), open and sanity-check the tokens."""
+def load_run_data(cfg: TrainConfig, dist: Distributed, log, progress: bool = False) -> RunData:
+    """Prepare (rank 0 first, the others then hit its cache), open and check the tokens (every
+    id, in one streaming pass: see `check_tokens`)."""
     cache_root = Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.run.root) / "_data"
     if dist.is_main:
-        data = prepare_data(cfg.data, cache_root, log=log)
+        data = prepare_data(cfg.data, cache_root, log=log, progress=progress)
     dist.barrier()
     if not dist.is_main:
         data = prepare_data(cfg.data, cache_root, log=lambda *a: None)
@@ -192,23 +166,58 @@ def _old_adamw_state(
     return {"adamw": {"state": moments, "param_groups": new["param_groups"]}}
 
 
+def newest_loadable(run_dir: Path, log) -> tuple[Path, dict[str, Any]]:
+    """The newest checkpoint that reads back, saying which newer ones were skipped and why.
+
+    A checkpoint refused for safety (it pickles code) is never skipped over: that is tampering,
+    not a crash, so the run stops there.
+    """
+    skipped = []
+    for path in reversed(find_checkpoints(run_dir)):
+        try:
+            payload = read_checkpoint(path)
+        except UnsafeCheckpoint:
+            raise
+        except ValueError as e:
+            skipped.append(f"{path.name} ({e})")
+            continue
+        if skipped:
+            log(f"warning: skipped unreadable {'; '.join(skipped)}; resuming from {path}")
+        return path, payload
+    raise ValueError(
+        f"--resume: no loadable checkpoint in {run_dir / 'checkpoints'}: {'; '.join(skipped)}"
+    )
+
+
 def resume_from(
-    cfg: TrainConfig, model: torch.nn.Module, optimizer: OptimizerSet, schedule: LRSchedule
+    cfg: TrainConfig,
+    model: torch.nn.Module,
+    optimizer: OptimizerSet,
+    schedule: LRSchedule,
+    log=print,
 ) -> ResumePoint:
-    """Load the newest checkpoint of the run: weights, optimizer states, schedule position, RNGs.
+    """Load the newest loadable checkpoint of the run: weights, optimizer states, schedule, RNGs.
 
     Position comes from the checkpoint, hyperparameters from the config, so a resumed run may be
-    given a longer schedule, other lrs or another weight decay on the command line, and other
-    kernels ([compute]); the architecture ([model]) and the optimizer kind must stay.
+    given other lrs, betas or weight decay on the command line, and other kernels ([compute]);
+    the architecture ([model]) and the optimizer kind must stay. The schedule keeps the length
+    it had when the run started unless `optim.cosine_steps` is set: extending a finished run
+    with a larger `train.max_steps` trains on at the floor, it does not re-stretch (and raise)
+    the schedule. The returned config records that length in `optim.cosine_steps`.
     """
-    path = find_checkpoints(cfg.run_dir)[-1]
-    payload = read_checkpoint(path)
+    path, payload = newest_loadable(cfg.run_dir, log)
     saved = payload.get("config", {})
     saved_model = saved_model_config(saved)
     if saved_model is not None and saved_model != cfg.model:
         raise ValueError(
             f"{path} was trained with a different [model] config; resume with the "
             "run's own config.toml ([compute] may change, [model] may not)"
+        )
+    saved_schedule = payload.get("scheduler")
+    if not isinstance(saved_schedule, dict) or "t" not in saved_schedule:
+        raise ValueError(
+            f"{path} has no 'scheduler' entry, so the learning-rate schedule cannot be resumed; "
+            "it was not written by train-lm (use it with load_checkpoint, or start a new run)"
         )
     state = payload["optimizer"]
     if "state" in state and "param_groups" in state:  # one AdamW: checkpoints before roles
@@ -224,22 +233,37 @@ def resume_from(
     step = load_checkpoint(payload, model, optimizer, restore_rng=True)
     for group, settings in zip(optimizer.param_groups, fresh, strict=True):
         group.update(settings)
-    saved_schedule = payload.get("scheduler", {})
+    # LRSchedule saves total_iters; a CosineSchedule (checkpoints before roles) cosine_cycle_iters.
+    saved_total = saved_schedule.get(
+        "total_iters", saved_schedule.get("cosine_cycle_iters", cfg.train.max_steps)
+    )
+    cycle = cfg.optim.cosine_steps or int(saved_total)
+    if cfg.optim.cosine_steps == 0 and cycle != cfg.train.max_steps:
+        if cfg.train.max_steps > cycle:
+            log(
+                f"note: the {cfg.optim.schedule} schedule of this run ends at step {cycle}; "
+                f"steps {cycle + 1}..{cfg.train.max_steps} train at its floor "
+                f"(pass --optim.cosine_steps {cfg.train.max_steps} to stretch it instead)"
+            )
+        cfg = cfg.replace(optim={"cosine_steps": cycle})
     schedule.load_state_dict(
         {
             **schedule.state_dict(),
             "t": saved_schedule["t"],
             "progress": saved_schedule.get("progress"),
+            "total_iters": cycle,
+            "warmup_iters": min(cfg.optim.warmup_steps, cycle),
         }
     )
     tokens = int(payload.get("data", {}).get("tokens", 0))
-    return ResumePoint(step, tokens, float(payload.get("wallclock", 0.0)), path)
+    return ResumePoint(step, tokens, float(payload.get("wallclock", 0.0)), path, cfg)
 
 
-def save_run_files(cfg: TrainConfig, data: RunData) -> None:
+def save_run_files(cfg: TrainConfig, data: RunData, write_config: bool = True) -> None:
     """The run's own config.toml and a copy of its tokenizer (what `generate` needs)."""
     run_dir = cfg.run_dir
-    cfg.save(run_dir / "config.toml")
+    if write_config:
+        cfg.save(run_dir / "config.toml")
     if data.tokenizer_dir is not None:
         (run_dir / "tokenizer").mkdir(exist_ok=True)
         for name in ("vocab.json", "merges.txt"):
