@@ -242,7 +242,8 @@ def resume_from(
         if cfg.train.max_steps > cycle:
             log(
                 f"note: the {cfg.optim.schedule} schedule of this run ends at step {cycle}; "
-                f"steps {cycle + 1}..{cfg.train.max_steps} train at its floor "
+                f"steps {cycle + 1}..{cfg.train.max_steps} train at min_lr {cfg.optim.min_lr:g} "
+                "(every role at its floor) "
                 f"(pass --optim.cosine_steps {cfg.train.max_steps} to stretch it instead)"
             )
         cfg = cfg.replace(optim={"cosine_steps": cycle})
