@@ -103,6 +103,7 @@ def test_cached_greedy_equals_uncached_and_nanogpt_through_the_sliding_window(co
     assert torch.equal(out[:, 15:], naive_greedy(model, long[:, -12:], 6)[:, 12:])
 
 
+@pytest.mark.slow  # dynamo import + one trace: ~5 s idle, ~25 s on the loaded dev box
 def test_one_graph_serves_every_position():
     """No Python branch or shape depends on the position: dynamo captures the step once
     (fullgraph) and never recompiles as the position moves, value embeddings and skips on."""
