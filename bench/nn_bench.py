@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import tinylm.nn
-from tinylm.nn import TYPECHECK, ModelConfig, TransformerLM, cross_entropy, generate
+from tinylm.nn import TYPECHECK, Linear, ModelConfig, TransformerLM, cross_entropy, generate
 
 
 def nn_name(name: str, module: str):
@@ -197,6 +197,23 @@ def time_decode(run, new_tokens: int, device, context=contextlib.nullcontext, fi
     return new_tokens / (time.perf_counter() - start)
 
 
+def weight_floor_fn(model, new_tokens: int):
+    """The memory floor of batch-1 decoding: per token, one vector times every weight matrix of
+    `model` (blocks and lm_head; no attention, norms or Python modules). fp32 weights that do not
+    fit in cache stream from RAM once per token, whatever the framework."""
+    weights = [m.weight.detach() for m in model.modules() if isinstance(m, Linear)]
+    inputs = {w.shape[1]: torch.randn(1, w.shape[1]) for w in weights}
+
+    def run():
+        with torch.no_grad():
+            for _ in range(new_tokens):
+                for w in weights:
+                    inputs[w.shape[1]] @ w.t()
+        return torch.empty(1, new_tokens)
+
+    return run
+
+
 def hf_static_compiled_kwargs() -> dict:
     """HF `generate` kwargs: static cache, compiled forward even on CPU (HF compiles by itself
     only on accelerators; `_compile_all_devices` is its documented testing switch)."""
@@ -275,6 +292,7 @@ def main() -> None:
         "tinylm generate, eager": decode_fn(tiny_sdpa, "tinylm", prompt, n, compile=False),
         "HF generate (dynamic cache)": decode_fn(hf, "hf", prompt, n),
         "HF generate (static cache)": decode_fn(hf, "hf", prompt, n, cache_implementation="static"),
+        "floor: the weight matvecs alone": weight_floor_fn(tiny_sdpa, n),
     }
     if not args.no_compile:
         decoders["tinylm generate, compiled step"] = decode_fn(
