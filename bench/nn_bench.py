@@ -233,7 +233,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None, help="timed steps per variant/round")
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--gen-tokens", type=int, default=128)
+    parser.add_argument(
+        "--gen-tokens", type=int, default=None, help="new tokens (default 128, --quick 16)"
+    )
     parser.add_argument("--no-compile", action="store_true", help="skip compiled variants")
     parser.add_argument("--decode-only", action="store_true", help="skip the training table")
     parser.add_argument(
@@ -284,7 +286,7 @@ def main() -> None:
     prompt = torch.randint(
         0, config.vocab_size, (1, 16), generator=torch.Generator().manual_seed(1)
     )
-    n = args.gen_tokens if not args.quick else 16
+    n = args.gen_tokens or (16 if args.quick else 128)
     torch.manual_seed(0)
     tiny_sdpa = make_tinylm(config, "sdpa").eval()
     hf = make_hf(config).eval()
