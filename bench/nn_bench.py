@@ -305,9 +305,14 @@ def main() -> None:
         decoders["tinylm generate, compiled step"] = decode_fn(
             tiny_sdpa, "tinylm", prompt, n, compile=True
         )
-        decoders["HF generate (static cache + compile)"] = decode_fn(
-            hf, "hf", prompt, n, **hf_static_compiled_kwargs()
-        )
+        try:
+            hf_compiled_kwargs = hf_static_compiled_kwargs()
+        except ImportError:  # transformers without CompileConfig (< 4.47)
+            print("note: this transformers has no CompileConfig: no HF static + compile row")
+        else:
+            decoders["HF generate (static cache + compile)"] = decode_fn(
+                hf, "hf", prompt, n, **hf_compiled_kwargs
+            )
     decode_best = dict.fromkeys(decoders, 0.0)
     first_call: dict[str, list[float]] = {label: [] for label in decoders}
     for r in range(rounds):

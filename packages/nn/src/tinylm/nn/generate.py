@@ -5,10 +5,11 @@ Policy, in brief:
 - A prompt longer than `context_length` is cropped to its last `context_length` tokens for the
   model (with a warning); the returned tensor still starts with the full prompt.
 - KV cache: the prompt is encoded once, then each new token costs one position. When the window
-  is full (`context_length` positions cached) the window *slides*: the cache is rebuilt from the
-  last `context_length` tokens, so RoPE positions stay 0..context_length−1 exactly as in an uncached
-  model that crops its input. From then on each token costs a full window; the cached and uncached
-  paths give the same tokens throughout.
+  is full (`context_length` positions cached) the window *slides*: each further token re-encodes
+  the last `context_length` tokens (eagerly; a cache would have to be rebuilt every token anyway),
+  so RoPE positions stay 0..context_length−1 exactly as in an uncached model that crops its
+  input. From then on each token costs a full window; the cached and uncached paths give the
+  same tokens throughout.
 - Stopping at `eos_id`: a sequence that has emitted eos is padded with eos; generation ends early
   when every sequence has finished.
 - Speed (batch-1 decoding is all per-token overhead on small models): the prompt and its forward
