@@ -1,0 +1,15 @@
+"""Settings shared by every test in the workspace (pytest loads this rootdir conftest first).
+
+Test models are tiny, and on a busy 2-core machine torch's OpenMP pool stalls on them: a 2×32 @
+32×64 matmul took 13 ms with 2 threads at load 5 against 0.05 ms with one. So tests run torch on
+one thread, and the train-lm/bench subprocesses they start inherit OMP_NUM_THREADS=1. Tests about
+thread counts set their own (e.g. test_reliability's determinism test uses 2 threads).
+"""
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # after the variable, so that torch's pool starts with it
+
+torch.set_num_threads(1)
