@@ -29,12 +29,19 @@ from tinylm.train.config import (
 )
 from tinylm.train.data import check_tokens, get_batch, open_tokens
 from tinylm.train.errors import RunFailed, RunInterrupted, run_cli
+from tinylm.train.files import atomic_open, atomic_write
 from tinylm.train.hf_cli import export_hf, import_hf
 from tinylm.train.loop import RunResult, TrainingDiverged, train
 from tinylm.train.metrics import MetricsLog, plot_losses, unigram_entropy
 from tinylm.train.prepare import PreparedData, bundled_corpus, load_tokenizer, prepare_data
-from tinylm.train.rundir import RunLock, find_checkpoints
-from tinylm.train.sampling import sample_text
+from tinylm.train.rundir import (
+    RunLock,
+    checkpoint_path,
+    checkpoint_step,
+    find_checkpoints,
+    prepare_run_dir,
+)
+from tinylm.train.sampling import sample_text, write_sample
 
 __all__ = [
     "DataConfig",
@@ -51,9 +58,13 @@ __all__ = [
     "SampleConfig",
     "TrainConfig",
     "TrainingDiverged",
+    "atomic_open",
+    "atomic_write",
     "bundled_corpus",
     "capture_rng_state",
     "check_tokens",
+    "checkpoint_path",
+    "checkpoint_step",
     "default_config_path",
     "export_hf",
     "find_checkpoints",
@@ -65,6 +76,7 @@ __all__ = [
     "open_tokens",
     "plot_losses",
     "prepare_data",
+    "prepare_run_dir",
     "read_checkpoint",
     "restore_rng_state",
     "run_cli",
@@ -74,4 +86,5 @@ __all__ = [
     "train",
     "unigram_entropy",
     "validate_config",
+    "write_sample",
 ]

@@ -31,6 +31,7 @@ from typing import Any
 import tomli_w
 
 from tinylm.nn import ModelConfig
+from tinylm.train.files import atomic_write
 
 __all__ = [
     "DataConfig",
@@ -195,10 +196,7 @@ class TrainConfig:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the config as TOML atomically."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_toml())
-        os.replace(tmp, path)
+        atomic_write(path, self.to_toml())
 
 
 def default_config_path() -> Path:

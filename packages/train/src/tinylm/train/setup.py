@@ -5,7 +5,6 @@ Kept apart from the loop so that `loop.py` reads as the training step and its bo
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from tinylm.optim import AdamW, CosineSchedule
 from tinylm.train.checkpoint import UnsafeCheckpoint, load_checkpoint, read_checkpoint
 from tinylm.train.config import TrainConfig
 from tinylm.train.data import check_tokens, open_tokens
+from tinylm.train.files import atomic_write
 from tinylm.train.metrics import unigram_entropy
 from tinylm.train.prepare import load_tokenizer, prepare_data
 from tinylm.train.rundir import find_checkpoints
@@ -196,4 +196,6 @@ def save_run_files(cfg: TrainConfig, data: RunData, write_config: bool = True) -
     if data.tokenizer_dir is not None:
         (run_dir / "tokenizer").mkdir(exist_ok=True)
         for name in ("vocab.json", "merges.txt"):
-            shutil.copyfile(data.tokenizer_dir / name, run_dir / "tokenizer" / name)
+            source, target = data.tokenizer_dir / name, run_dir / "tokenizer" / name
+            if not (target.exists() and source.samefile(target)):  # already the run's own
+                atomic_write(target, source.read_bytes())
