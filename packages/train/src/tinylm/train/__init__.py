@@ -23,6 +23,7 @@ from tinylm.train.config import (
     RunConfig,
     SampleConfig,
     TrainConfig,
+    apply_overrides,
     default_config_path,
     load_config,
     validate_config,
@@ -36,6 +37,7 @@ from tinylm.train.metrics import MetricsLog, plot_losses, unigram_entropy
 from tinylm.train.prepare import PreparedData, bundled_corpus, load_tokenizer, prepare_data
 from tinylm.train.rundir import (
     RunLock,
+    check_resume,
     checkpoint_path,
     checkpoint_step,
     find_checkpoints,
@@ -58,10 +60,12 @@ __all__ = [
     "SampleConfig",
     "TrainConfig",
     "TrainingDiverged",
+    "apply_overrides",
     "atomic_open",
     "atomic_write",
     "bundled_corpus",
     "capture_rng_state",
+    "check_resume",
     "check_tokens",
     "checkpoint_path",
     "checkpoint_step",
