@@ -81,6 +81,17 @@ def texts(tmp_path_factory):
     return root / "train.txt", root / "val.txt"
 
 
+# A 9 s budget, 4 calibration steps, and a step ceiling the planner must bring down.
+CALIBRATED = [
+    "--budget-hours", "0.0025",
+    "--app.calibrate_steps", "4",
+    "--app.budget_margin", "0.1",  # slack for a loaded CI box; real runs keep 3%
+    "--train.log_interval", "1",
+    "--train.max_steps", "100000",
+    "--run.checkpoint_interval", "1000",
+]  # fmt: skip
+
+
 def _args(texts, out, *extra):
     train, val = texts
     return ["--train-text", str(train), "--val-text", str(val), "--out", str(out), *TINY, *extra]
@@ -218,16 +229,7 @@ def test_budget_plan_never_disagrees_with_itself():
 def test_leaderboard_fits_its_schedule_into_the_budget(texts, tmp_path, capsys, fake_clock):
     out = tmp_path / "lb"
     budget = 0.0025 * 3600
-    argv = _args(
-        texts,
-        out,
-        "--budget-hours", "0.0025",
-        "--app.calibrate_steps", "4",
-        "--app.budget_margin", "0.1",  # slack for a loaded CI box; real runs keep 3%
-        "--train.log_interval", "1",
-        "--train.max_steps", "100000",
-        "--run.checkpoint_interval", "1000",
-    )  # fmt: skip
+    argv = _args(texts, out, *CALIBRATED)
     assert run_command("leaderboard", argv) == 0
     log = capsys.readouterr().out
     assert "timing the first 4 steps" in log
@@ -311,16 +313,7 @@ def test_no_room_after_calibration_leaves_configs_that_match_the_plan(texts, tmp
                    "tinylm.train.runtime"):  # fmt: skip
         monkeypatch.setattr(importlib.import_module(module), "time", clock)
     out = tmp_path / "lb_full"
-    argv = _args(
-        texts,
-        out,
-        "--budget-hours", "0.0025",
-        "--app.calibrate_steps", "4",
-        "--app.budget_margin", "0.1",
-        "--train.log_interval", "1",
-        "--train.max_steps", "100000",
-        "--run.checkpoint_interval", "1000",
-    )  # fmt: skip
+    argv = _args(texts, out, *CALIBRATED)
     assert run_command("leaderboard", argv) == 0
     log = capsys.readouterr().out
     record = json.loads((out / "budget.json").read_text())
