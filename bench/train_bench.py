@@ -125,14 +125,14 @@ def tinystories_overrides(tmp: str, args) -> dict:
     overrides = {f"model.{k}": v for k, v in TINYSTORIES_MODEL.items()}
     overrides.update(
         {
-            "model.attention": "sdpa",
+            "compute.attention": "sdpa",
             "data.train_tokens": os.path.join(tmp, "ts_train.npy"),
             "data.val_tokens": os.path.join(tmp, "ts_val.npy"),
             "data.vocab_size": 10_000,
             "train.batch_size": 64,
             "train.max_steps": args.steps or 500,
             "train.device": "cuda",
-            "train.compile": args.compile,
+            "compute.compile": args.compile,
             "train.log_interval": 50,
             "eval.interval": 250,
             "eval.iters": 10,

@@ -35,9 +35,14 @@ def test_leaderboard_config():
     app, config = load_run_config("leaderboard")
     assert config.model.context_length == 512
     assert config.model.vocab_size == 32_000
-    assert config.model.attention == "sdpa"
-    assert config.train.compile is True
-    assert config.train.dtype == "bfloat16"
+    assert config.compute.attention == "sdpa" and config.compute.fused_qkv is True
+    assert config.compute.compile is True
+    assert config.compute.dtype == "bfloat16"
+    # the modern recipe (packages/train/src/tinylm/train/configs/modern.toml at this size)
+    assert config.optim.optimizer == "muon" and config.optim.schedule == "wsd"
+    m = config.model
+    assert m.qk_norm and m.ffn == "relu2" and m.logit_softcap > 0 and m.zero_init_proj
+    assert m.unet_skips and 2 * m.value_embeddings <= m.num_layers
     assert config.train.max_seconds == 5400
     assert app.budget_hours == 1.5 and app.budget_seconds == 5400
     assert 0 < app.calibrate_steps <= config.optim.warmup_steps  # calibration stays in warmup

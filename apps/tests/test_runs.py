@@ -41,11 +41,11 @@ TINY = [
     "--model.num_layers", "2",
     "--model.num_heads", "2",
     "--model.d_ff", "64",
-    "--model.attention", "naive",
-    "--model.fused_qkv", "false",
+    "--compute.attention", "naive",
+    "--compute.fused_qkv", "false",
     "--train.device", "cpu",
-    "--train.dtype", "float32",
-    "--train.compile", "false",
+    "--compute.dtype", "float32",
+    "--compute.compile", "false",
     "--train.batch_size", "4",
     "--train.grad_accum", "1",
     "--train.max_steps", "10",
@@ -84,6 +84,7 @@ def texts(tmp_path_factory):
 # A 9 s budget, 4 calibration steps, and a step ceiling the planner must bring down.
 CALIBRATED = [
     "--budget-hours", "0.0025",
+    "--model.value_embeddings", "1",  # the recipe's 3 tables need 6 layers
     "--app.calibrate_steps", "4",
     "--app.budget_margin", "0.1",  # slack for a loaded CI box; real runs keep 3%
     "--train.log_interval", "1",
@@ -160,10 +161,14 @@ def test_owt_end_to_end_with_a_tokenizer_slice_and_mfu(texts, tmp_path, monkeypa
     assert any(r["val_loss"] is not None for r in _metrics(out))
     report = (out / "report.md").read_text()
     assert report.startswith("# OpenWebText") and "val loss" in report
-    assert "MFU" not in report  # CPU run
+    assert "MFU: " in report and "median of metrics.jsonl" in report  # logged on every device
     assert (out / "sample.txt").is_file() and (out / "run.toml").is_file()
 
-    # On CUDA the report adds MFU = median tokens/s × training FLOPs/token ÷ 989 TFLOP/s.
+    # A run from before train-lm logged MFU, on CUDA: median tokens/s × FLOPs/token ÷ 989 TFLOP/s.
+    records = _metrics(out)
+    assert all(r["mfu"] > 0 and r["flops_per_s"] > 0 for r in records)
+    old = [{k: v for k, v in r.items() if k not in ("mfu", "flops_per_s")} for r in records]
+    (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
     app, config = load_run_config(out / "run.toml")
     median = statistics.median(r["tokens_per_s"] for r in _metrics(out)[1:])
     result = SimpleNamespace(
@@ -246,6 +251,13 @@ def test_leaderboard_fits_its_schedule_into_the_budget(texts, tmp_path, capsys, 
     report = (out / "report.md").read_text()
     assert "## Time budget" in report and "**respected**" in report
     assert "tokenizer training and encoding are preprocessing" in report
+    # the modern recipe is visible: optimizer per role, schedule, switches, kernels
+    assert "- optimizer: muon: matrix Muon lr 0.05" in report and "embedding AdamW lr 0.3" in report
+    assert "- schedule: wsd (5 warmup steps, decay over the last 40%" in report
+    assert "- recipe switches: ReLU², QK-norm, logit softcap 15, 1 value-embedding tables" in report
+    assert "- compute: attention naive, fused QKV False" in report
+    lrs = {k for r in _metrics(out) for k in r if k.startswith("lr_")}
+    assert lrs == {"lr_matrix", "lr_embedding", "lr_head", "lr_scalar"}
     assert (out / "sample.txt").is_file()
 
 
@@ -255,6 +267,7 @@ def test_leaderboard_hard_stop_without_calibration(texts, tmp_path, fake_clock):
         texts,
         out,
         "--budget-hours", "0.0015",
+        "--model.value_embeddings", "1",
         "--app.calibrate_steps", "0",
         "--train.max_steps", "100000",
     )  # fmt: skip

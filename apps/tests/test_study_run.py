@@ -75,9 +75,9 @@ def test_recipe_needs_train_modern_config(tmp_path):
         load_config("modern")
     except (FileNotFoundError, ValueError) as e:
         pytest.skip(f"train-lm does not know --config modern yet ({e})")
-    plan = plan_study(
-        "recipe", "cpu", {**TINY, "train.max_seconds": "3", "train.max_steps": "100000"}
-    )
+    # 2 layers: the modern config's value-embedding table and U-net skip need at least two.
+    over = {**TINY, "model.num_layers": "2", "train.max_seconds": "3", "train.max_steps": "100000"}
+    plan = plan_study("recipe", "cpu", over)
     data = prepare_study_data(plan, tmp_path, log=lambda *a: None)
     states = run_study(plan, tmp_path, data, log=lambda *a: None)
     assert {s.status for s in states.values()} == {"done"}

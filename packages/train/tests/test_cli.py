@@ -36,7 +36,7 @@ def test_parse_args_forms():
     assert overrides == {
         "optim.lr": "1e-3",
         "train.max_steps": "5",
-        "train.compile": "true",
+        "compute.compile": "true",
         "train.device": "cpu",
     }
 

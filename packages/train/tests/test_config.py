@@ -28,7 +28,7 @@ def test_overrides_are_parsed_by_field_type():
         overrides={
             "optim.lr": "1e-4",
             "train.max_steps": "1e3",
-            "train.compile": "true",
+            "compute.compile": "true",
             "model.tie_embeddings": "yes",
             "data.special_tokens": "<|a|>,<|b|>",
             "run.name": "exp",
@@ -37,7 +37,7 @@ def test_overrides_are_parsed_by_field_type():
     )
     assert cfg.optim.lr == 1e-4
     assert cfg.train.max_steps == 1000 and isinstance(cfg.train.max_steps, int)
-    assert cfg.train.compile is True and cfg.model.tie_embeddings is True
+    assert cfg.compute.compile is True and cfg.model.tie_embeddings is True
     assert cfg.data.special_tokens == ("<|a|>", "<|b|>")
     assert cfg.model.rope_theta == 500.0
     assert str(cfg.run_dir) == "runs/exp"
@@ -81,7 +81,7 @@ def test_bad_values():
     with pytest.raises(ValueError, match="must be an integer"):
         load_config(overrides={"train.max_steps": "2.5"})
     with pytest.raises(ValueError, match="true or false"):
-        load_config(overrides={"train.compile": "maybe"})
+        load_config(overrides={"compute.compile": "maybe"})
     with pytest.raises(ValueError, match=r"ModelConfig\.norm"):
         load_config(overrides={"model.norm": "sideways"})
     with pytest.raises(ValueError, match=r"train\.max_steps' must be int"):

@@ -243,7 +243,7 @@ def test_export_refuses_what_llama_cannot_express(switch, value, tokenizer, tmp_
 def test_refusal_table_covers_fields_added_later():
     """Fields a newer tinylm.nn adds (qk_norm, ...) are refused off their plain value; init-only
     ones are not; unknown ones are refused unless at their default."""
-    base = dict(vocab_size=300, context_length=8, d_model=8, num_layers=1, num_heads=2, d_ff=8)
+    base = dict(vocab_size=300, context_length=8, d_model=8, num_layers=4, num_heads=2, d_ff=8)
     names = {f.name for f in dataclasses.fields(ModelConfig)}
     extra = [
         (name, type(default), default)

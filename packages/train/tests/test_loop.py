@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-import tinylm.train.evaluate as evaluate_module
 import tinylm.train.loop as loop_module
+from tinylm.nn import LOSS_KERNELS
 from tinylm.train import TrainingDiverged, find_checkpoints, read_checkpoint, train
 
 
@@ -30,8 +30,14 @@ def test_tiny_run_learns_and_writes_everything(tiny_config):
         "train_loss",
         "val_loss",
         "lr",
+        "lr_matrix",
+        "lr_embedding",
+        "lr_head",
+        "lr_scalar",
         "grad_norm",
         "tokens_per_s",
+        "flops_per_s",
+        "mfu",
     }
     assert records[-1]["tokens"] == 30 * 8 * 32
     assert records[-1]["train_loss"] < records[0]["train_loss"] - 0.5  # it learns
@@ -85,16 +91,16 @@ def test_grad_accum_equals_bigger_batch_data_order(tiny_config):
 
 
 def test_nan_loss_stops_and_keeps_last_checkpoint(tiny_config, monkeypatch):
-    real = loop_module.cross_entropy
+    real = LOSS_KERNELS["full"]
     calls = {"n": 0}
 
-    def poisoned(logits, targets):
+    def poisoned(hidden, weight, targets, **kwargs):
         calls["n"] += 1
-        loss = real(logits, targets)
+        loss = real(hidden, weight, targets, **kwargs)
         return loss * float("nan") if calls["n"] > 12 + 2 else loss  # 12 steps + 1 eval (2 iters)
 
-    monkeypatch.setattr(loop_module, "cross_entropy", poisoned)
-    monkeypatch.setattr(evaluate_module, "cross_entropy", poisoned)  # evals count as calls too
+    # train and evaluate both take the loss from model(x, targets=y): the compute.loss kernel.
+    monkeypatch.setitem(LOSS_KERNELS, "full", poisoned)
     with pytest.raises(TrainingDiverged, match=r"loss became nan at step 13"):
         train(tiny_config, progress=False, log=_quiet)
     ckpts = find_checkpoints(tiny_config.run_dir)

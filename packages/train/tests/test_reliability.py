@@ -18,6 +18,7 @@ import torch
 import tinylm.train.loop as loop_module
 import tinylm.train.setup as train_setup
 from tinylm.bpe import Tokenizer, train_bpe
+from tinylm.nn import LOSS_KERNELS
 from tinylm.train import (
     TrainingDiverged,
     find_checkpoints,
@@ -277,15 +278,20 @@ def test_extending_a_finished_run_trains_on_at_min_lr(tokens, tmp_path):
 
 # 13 --------------------------------------------------------------------------------------------
 def _poison(monkeypatch, from_call: int, factor: float):
-    real = loop_module.cross_entropy
+    """Scale the training loss from its `from_call`-th computation on (evaluation untouched).
+
+    train and evaluate take the loss from model(x, targets=y), i.e. the compute.loss kernel."""
+    real = LOSS_KERNELS["full"]
     calls = {"n": 0}
 
-    def poisoned(logits, targets):
+    def poisoned(hidden, weight, targets, **kwargs):
+        loss = real(hidden, weight, targets, **kwargs)
+        if not torch.is_grad_enabled():  # an evaluation (no_grad)
+            return loss
         calls["n"] += 1
-        loss = real(logits, targets)
         return loss * factor if calls["n"] >= from_call else loss
 
-    monkeypatch.setattr(loop_module, "cross_entropy", poisoned)
+    monkeypatch.setitem(LOSS_KERNELS, "full", poisoned)
 
 
 def test_finite_blow_up_is_detected(tokens, tmp_path, monkeypatch, capsys):

@@ -1,8 +1,8 @@
 """Fitting a step-based schedule into a wall-clock budget.
 
-The cosine schedule is defined in steps, so a time budget has to become a step count before the
-run starts. A short calibration (the first `calibrate_steps` steps of the real run, all inside
-the linear warmup, so they are the same whatever the total turns out to be) measures:
+The schedule (cosine or WSD) is defined in steps, so a time budget has to become a step count
+before the run starts. A short calibration (the first `calibrate_steps` steps of the real run,
+all inside the linear warmup, so they are the same whatever the total turns out to be) measures:
 
     step_seconds    steady-state seconds per optimizer step (log records after the first one)
     warmup_seconds  one-off cost at the start of a train() call (torch.compile, CUDA init)
@@ -138,7 +138,9 @@ def plan_budget(
     eval_seconds = (
         1.5 * ec.iters * speed.step_seconds * eval_batch / (3 * tc.batch_size * tc.grad_accum)
     )
-    first_eval_extra = speed.warmup_seconds if tc.compile else 0.0  # eval mode recompiles
+    first_eval_extra = (
+        speed.warmup_seconds if config.compute.compile else 0.0
+    )  # eval mode recompiles
     checkpoint_seconds = timings.get("checkpoint", 0.0) + timings.get("plot", 0.0) / 2
     tail = checkpoint_seconds + SAMPLE_SECONDS_PER_TOKEN * config.sample.max_new_tokens
     # Budget left for the main run's loop: minus its own setup and its tail after the last step.
@@ -204,6 +206,6 @@ def describe_plan(plan: dict[str, Any]) -> str:
     )
     return (
         f"budget: {plan['step_seconds'] * 1e3:.1f} ms/step measured -> {plan['max_steps']:,} "
-        f"steps (the cosine ends there), predicted to end at {plan['predicted_seconds']:.0f} s "
+        f"steps (the schedule ends there), predicted to end at {plan['predicted_seconds']:.0f} s "
         f"of the {plan['budget_seconds']:.0f} s budget; hard stop at {hard_stop:.0f} s"
     )

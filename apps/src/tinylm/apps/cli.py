@@ -34,7 +34,7 @@ USAGE = """usage: {name} --train-text FILE --val-text FILE [--out DIR] [--config
   --resume           continue the run in --out from its newest checkpoint
   --budget-hours H   wall-clock budget of training (app.budget_hours; 0 = none)
   --device DEV       auto | cpu | cuda | cuda:N | mps (train.device)
-  --compile          torch.compile the model (train.compile)
+  --compile          torch.compile the model (compute.compile)
   --no-progress      no progress bars
   --section.key V    override any config key: data, model, optim, train, eval, run, sample, app
 
@@ -57,7 +57,7 @@ VALUE_OPTIONS = {
     "--out": None,
     "--config": None,
 }
-SWITCHES = {"--resume": None, "--compile": "train.compile", "--no-progress": None, "--help": None}
+SWITCHES = {"--resume": None, "--compile": "compute.compile", "--no-progress": None, "--help": None}
 
 
 def parse_args(argv: list[str]) -> tuple[dict[str, str | bool | None], dict[str, str]]:

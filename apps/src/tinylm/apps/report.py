@@ -43,6 +43,63 @@ def _size(n: float) -> str:
     return f"{n:.0f} B"
 
 
+def _switches(m) -> str:
+    """The modern-recipe switches of a ModelConfig that are on, or "none (the plain model)"."""
+    on = [
+        name
+        for name, value in (
+            ("QK-norm", m.qk_norm),
+            (f"logit softcap {m.logit_softcap:g}", m.logit_softcap > 0),
+            (f"{m.value_embeddings} value-embedding tables", m.value_embeddings > 0),
+            ("U-net skips", m.unet_skips),
+            ("zero-init projections", m.zero_init_proj),
+            ("parameter-free norms", m.parameter_free_norm),
+        )
+        if value
+    ]
+    if m.ffn == "relu2":
+        on.insert(0, "ReLU²")
+    return ", ".join(on) or "none (the plain model)"
+
+
+def _optimizer_lines(config) -> list[str]:
+    """Optimizer set (per role) and schedule, from [optim]."""
+    o, t = config.optim, config.train
+    end = o.cosine_steps or t.max_steps
+    shape = f"decay over the last {o.decay_fraction:.0%}" if o.schedule == "wsd" else "cosine"
+    clock = f"fitted to {t.max_seconds:g} s of wall-clock" if o.fit_to_time else f"to step {end:,}"
+    lines = [
+        f"- schedule: {o.schedule} ({o.warmup_steps} warmup steps, {shape}, {clock}), every "
+        f"role down to {o.min_lr_ratio:.3g} × its peak; grad clip {o.grad_clip}"
+    ]
+
+    def adamw(role: str, lr, betas, decay) -> str:
+        lr = o.lr if lr is None else lr
+        betas = (o.beta1, o.beta2) if betas is None else tuple(betas)
+        decay = o.weight_decay if decay is None else decay
+        return f"{role} AdamW lr {lr:g} betas {betas} decay {decay:g}"
+
+    matrix = (
+        f"matrix Muon lr {o.muon_lr:g} momentum {o.muon_momentum:g}"
+        + (
+            f" (warmup from {o.momentum_start:g} over {o.momentum_warmup_steps} steps)"
+            if o.momentum_warmup_steps
+            else ""
+        )
+        + f" decay {o.muon_weight_decay:g}"
+        if o.optimizer == "muon"
+        else adamw("matrix", o.lr, None, None)
+    )
+    roles = [
+        matrix,
+        adamw("embedding", o.embedding_lr, o.embedding_betas, o.embedding_weight_decay),
+        adamw("head", o.head_lr, o.head_betas, o.head_weight_decay),
+        adamw("scalar", o.scalar_lr, o.scalar_betas, o.scalar_weight_decay),
+    ]
+    lines.append(f"- optimizer: {o.optimizer}: " + "; ".join(roles))
+    return lines
+
+
 def report_title(app, config) -> str:
     """The headline from the settings the run actually used (never a number from a comment)."""
     m = config.model
@@ -104,9 +161,17 @@ def write_report(
             f"- throughput: {overall:,.0f} tokens/s overall (with eval and checkpoints), "
             f"{speed:,.0f} tokens/s median while training"
         )
-        if cuda:
+        flops = stats.train_flops_per_token / 1e6
+        logged = [r for r in records[1:] if r.get("mfu") and r.get("flops_per_s")]
+        if logged:  # train-lm logs MFU on every device (peak: config, GPU table or measured)
+            row = sorted(logged, key=lambda r: r["mfu"])[len(logged) // 2]
+            lines.append(
+                f"- MFU: {100 * row['mfu']:.1f}% (median of metrics.jsonl: "
+                f"{row['flops_per_s'] / 1e12:.3g} TFLOP/s = tokens/s × {flops:.1f} MFLOP/token, "
+                f"÷ {row['flops_per_s'] / row['mfu'] / 1e12:.3g} TFLOP/s peak)"
+            )
+        elif cuda:  # runs from before train-lm logged MFU
             mfu = speed * stats.train_flops_per_token / H100_BF16_PEAK_FLOPS
-            flops = stats.train_flops_per_token / 1e6
             lines.append(
                 f"- MFU: {100 * mfu:.1f}% (median tokens/s × {flops:.1f} MFLOP/token ÷ "
                 "989 TFLOP/s, the H100 SXM dense bf16 peak)"
@@ -130,7 +195,7 @@ def write_report(
         if plan:
             lines.append(
                 f"- plan: {plan['step_seconds'] * 1e3:.1f} ms/step measured over the first "
-                f"{plan['calibrate_steps']} steps -> {plan['max_steps']:,} steps (the cosine "
+                f"{plan['calibrate_steps']} steps -> {plan['max_steps']:,} steps (the schedule "
                 f"ends there), predicted {_seconds(plan['predicted_seconds'])}; hard stop at "
                 f"{_seconds(plan['max_seconds'])} of training clock"
             )
@@ -151,10 +216,16 @@ def write_report(
         lines += ["", "```text", result.sample.replace("```", "ʼʼʼ"), "```", ""]
 
     lines += ["## Model", ""]
+    c = config.compute
     lines.append(
         f"- {m.num_layers} layers, d_model {m.d_model}, {m.num_heads} heads, d_ff {m.d_ff} "
         f"({m.ffn}), context {m.context_length}, vocab {m.vocab_size:,}, RoPE θ {m.rope_theta:g}, "
-        f"attention {m.attention}, tied embeddings {m.tie_embeddings}"
+        f"norm {m.norm}, tied embeddings {m.tie_embeddings}"
+    )
+    lines.append(f"- recipe switches: {_switches(m)}")
+    lines.append(
+        f"- compute: attention {c.attention}, fused QKV {c.fused_qkv}, loss {c.loss}, "
+        f"dtype {c.dtype}, compile {c.compile}"
     )
     lines.append(
         f"- parameters: {stats.params:,} ({stats.non_embedding_params:,} non-embedding, "
@@ -165,16 +236,10 @@ def write_report(
         f"{stats.train_flops_per_token:.3g} training (matmuls, 3× forward); "
         f"whole run ≈ {stats.train_flops_per_token * result.tokens:.3g} FLOPs"
     )
-    o = config.optim
-    lines.append(
-        f"- optimizer: AdamW lr {o.lr:g} → {o.min_lr:g} (cosine to step "
-        f"{o.cosine_steps or t.max_steps:,}, {o.warmup_steps} warmup), betas ({o.beta1}, "
-        f"{o.beta2}), weight decay {o.weight_decay}, grad clip {o.grad_clip}"
-    )
+    lines += _optimizer_lines(config)
     lines.append(
         f"- batch: {t.batch_size} × {t.grad_accum} accumulation × {m.context_length} tokens; "
-        f"dtype {t.dtype}, compile {t.compile}; eval every {config.eval.interval} steps on "
-        f"{config.eval.iters} batches"
+        f"eval every {config.eval.interval} steps on {config.eval.iters} batches"
     )
     lines.append("")
 

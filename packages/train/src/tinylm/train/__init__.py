@@ -1,6 +1,7 @@
 """tinylm.train: batches, checkpoints, run configs and the `train-lm` training loop.
 
 config = load_config(overrides={"train.max_steps": 200})   # default.toml + overrides
+config = load_config("modern")                             # a bundled config by name
 result = train(config)                                     # -> RunResult (losses, paths, model)
 x, y = get_batch(np.load("train.npy", mmap_mode="r"), 16, 128, "cpu")
 save_checkpoint(model, optimizer, step, "ckpt.pt", scheduler=schedule)
@@ -24,6 +25,7 @@ from tinylm.train.config import (
     SampleConfig,
     TrainConfig,
     apply_overrides,
+    bundled_configs,
     default_config_path,
     load_config,
     validate_config,
@@ -63,6 +65,7 @@ __all__ = [
     "apply_overrides",
     "atomic_open",
     "atomic_write",
+    "bundled_configs",
     "bundled_corpus",
     "capture_rng_state",
     "check_resume",

@@ -3,11 +3,13 @@
 A checkpoint is a dict with
 
     model       state dict, `_orig_mod.` / `module.` prefixes (torch.compile, DDP) stripped
-    optimizer   optimizer state dict
+    optimizer   optimizer state dict (train-lm: an OptimizerSet's {member: state dict}, e.g.
+                {"muon": ..., "adamw": ...}; checkpoints before parameter roles hold one AdamW's)
     iteration   int, the number of optimizer steps taken
     rng         python / numpy / torch / cuda RNG states as tensors, ints and lists
     format      "tinylm-checkpoint-1"
-    ...         any extras passed as keyword arguments (scheduler state, config dict, data position)
+    ...         any extras passed as keyword arguments (scheduler state: the LRSchedule's position
+                and settings; config dict; data position)
 
 Writes go to `<name>.tmp` in the same directory, are fsync'ed, then `os.replace`d over the target:
 a crash leaves either the old file or the new one, never half of one. Loads map to CPU first so

@@ -2,6 +2,7 @@
 
     train-lm                                   # the embedded default run on the bundled corpus
     train-lm --config my.toml --optim.lr 1e-3  # a config file, one value overridden
+    train-lm --config modern                   # a bundled config by name (Muon + WSD + recipe)
     train-lm --run.name exp1 --resume          # continue runs/exp1 from its newest checkpoint
     torchrun --nproc_per_node=4 -m tinylm.train.cli --config big.toml   # DDP
 
@@ -16,18 +17,26 @@ import signal
 import sys
 
 from tinylm.train.command_line import split_command_line
-from tinylm.train.config import SECTIONS, _field_types, default_config_path, load_config
+from tinylm.train.config import (
+    MOVED_KEYS,
+    SECTIONS,
+    _field_types,
+    bundled_configs,
+    default_config_path,
+    load_config,
+)
 from tinylm.train.errors import run_cli
 from tinylm.train.loop import train
 
-USAGE = """usage: train-lm [--config FILE] [--resume] [--compile] [--device DEV] [--no-progress]
-                [--section.key VALUE ...]
+USAGE = """usage: train-lm [--config FILE|NAME] [--resume] [--compile] [--device DEV]
+                [--no-progress] [--section.key VALUE ...]
 
 Train a tinylm language model. Options:
-  --config FILE     TOML config (default: the shipped default.toml, below)
+  --config FILE     TOML config file, or the name of a bundled one ({bundled});
+                    default: the shipped default.toml, below
   --resume          continue the run in <run.root>/<run.name> from its newest checkpoint
                     (its saved config.toml is used unless --config is given)
-  --compile         torch.compile the model (same as --train.compile true)
+  --compile         torch.compile the model (same as --compute.compile true)
   --device DEV      auto | cpu | cuda | cuda:N | mps (same as --train.device DEV)
   --no-progress     no progress bar
   --section.key V   override any config key, e.g. --optim.lr 1e-3 --train.max_steps=500
@@ -40,12 +49,13 @@ Default config ({path}):
 def parse_args(argv: list[str]) -> tuple[str | None, bool, bool, dict[str, str]]:
     """Split argv into (config path, resume, progress, {dotted key: raw value})."""
     valid = [f"{s}.{n}" for s, kind in SECTIONS.items() for n in _field_types(kind)]
+    valid += list(MOVED_KEYS)  # the loader names their new place
     options, overrides = split_command_line(
         argv,
         value_options={"--config": None, "--device": "train.device"},
         switches={
             "--resume": None,
-            "--compile": "train.compile",
+            "--compile": "compute.compile",
             "--no-progress": None,
             "--help": None,
         },
@@ -59,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "-h" in argv or "--help" in argv:
         path = default_config_path()
-        print(USAGE.format(path=path, default=path.read_text()))
+        bundled = ", ".join(bundled_configs())
+        print(USAGE.format(path=path, default=path.read_text(), bundled=bundled))
         return 0
 
     def run() -> int:

@@ -5,7 +5,7 @@ Shared by `train-lm` and the apps' run commands, so every command accepts the sa
     --option VALUE   --option=VALUE   --switch   --section.key VALUE   --section.key=VALUE
 
 An option may stand for a config key (`--device cuda` = `--train.device cuda`, `--compile` =
-`--train.compile true`): it then lands among the overrides in command-line order, so whichever of
+`--compute.compile true`): it then lands among the overrides in command-line order, so whichever of
 the two spellings comes last wins. Typos get one-line errors with the closest valid name.
 """
 

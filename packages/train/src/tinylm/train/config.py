@@ -1,16 +1,25 @@
 """Run configuration: frozen dataclasses, one per TOML section, + `--section.key value` overrides.
 
     [data]   where tokens come from (bundled corpus → BPE → .npy, or pre-encoded .npy files)
-    [model]  the fields of `tinylm.nn.ModelConfig` (vocab_size defaults to data.vocab_size)
-    [optim]  AdamW and the cosine schedule
-    [train]  steps, batch, device, precision, compile
+    [model]  the fields of `tinylm.nn.ModelConfig`: what the model is (vocab_size defaults to
+             data.vocab_size); a resume must keep it
+    [compute] the fields of `tinylm.nn.ComputeConfig`: how it is computed (attention kernel,
+             fused QKV, loss kernel, torch.compile, dtype); a resume may change it
+    [optim]  the optimizer set (adamw | muon, per-role lrs/betas/decay) and the schedule
+             (cosine | wsd, optionally fitted to train.max_seconds)
+    [train]  steps, batch, device, time budget, MFU peak
     [eval]   held-out evaluation interval and size
     [run]    run directory, checkpoint interval, optional W&B logging
     [sample] the text sample generated at the end
 
-`load_config(path, overrides)` reads a TOML file (default: the shipped `configs/default.toml`),
-applies overrides, validates every key (unknown ones fail with the closest valid name) and returns
-a `TrainConfig`; `TrainConfig.to_toml()` writes it back so every run carries its exact config.
+`load_config(path, overrides)` reads a TOML file (default: the shipped `configs/default.toml`; a
+bare name such as "modern" is a bundled config, anything else a path), applies overrides,
+validates every key (unknown ones fail with the closest valid name) and returns a `TrainConfig`;
+`TrainConfig.to_toml()` writes it back so every run carries its exact config.
+Fields whose value is None ("same as ...") are left out of the TOML (TOML has no null).
+
+Old configs (before [compute] existed) still load: `model.attention`/`model.fused_qkv` (via
+`tinylm.nn.split_compute_keys`) and `train.compile`/`train.dtype` move to [compute].
 """
 
 from __future__ import annotations
@@ -30,7 +39,8 @@ from typing import Any
 
 import tomli_w
 
-from tinylm.nn import ModelConfig
+from tinylm.nn import ComputeConfig, ModelConfig, split_compute_keys
+from tinylm.optim import OPTIMIZER_KINDS, SCHEDULE_KINDS
 from tinylm.train.files import atomic_write
 
 __all__ = [
@@ -41,8 +51,10 @@ __all__ = [
     "RunConfig",
     "SampleConfig",
     "TrainConfig",
+    "bundled_configs",
     "default_config_path",
     "load_config",
+    "resolve_config_path",
     "validate_config",
 ]
 
@@ -66,15 +78,64 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    lr: float = 3e-3  # peak learning rate
-    min_lr: float = 3e-4  # floor at the end of the cosine
+    """The optimizer set over the model's parameter roles and the schedule driving all of it.
+
+    Roles (`TransformerLM.parameter_groups()`): matrix, embedding, head, scalar. `optimizer`
+    picks a row of `tinylm.optim.OPTIMIZER_KINDS` ("adamw": AdamW for every role; "muon": Muon
+    for "matrix", AdamW for the rest), `schedule` a row of `SCHEDULE_KINDS`. Every role follows
+    the same schedule shape from its own peak lr down to peak · min_lr/lr. A None field means
+    "same as the AdamW matrix value" (lr, (beta1, beta2), weight_decay).
+    """
+
+    optimizer: str = "adamw"  # adamw | muon
+    schedule: str = "cosine"  # cosine | wsd
+    lr: float = 3e-3  # peak AdamW lr of "matrix" (kind adamw) and default of the other roles
+    min_lr: float = 3e-4  # floor of that lr; every role ends at its peak · min_lr / lr
     warmup_steps: int = 20
-    cosine_steps: int = 0  # end of the cosine; 0 = train.max_steps
+    cosine_steps: int = 0  # end of the schedule (cosine or wsd); 0 = train.max_steps
+    decay_fraction: float = 0.2  # wsd: the last fraction of the schedule decays linearly
+    fit_to_time: bool = False  # schedule follows wallclock / train.max_seconds (not bit-exact)
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
     eps: float = 1e-8
     grad_clip: float = 1.0  # global grad-norm clip; 0 = off
+    embedding_lr: float | None = None  # token (and value) embedding tables
+    head_lr: float | None = None  # untied lm_head
+    scalar_lr: float | None = None  # norm gains, gates, skip weights
+    embedding_betas: tuple[float, ...] | None = None
+    head_betas: tuple[float, ...] | None = None
+    scalar_betas: tuple[float, ...] | None = None
+    embedding_weight_decay: float | None = None
+    head_weight_decay: float | None = None
+    scalar_weight_decay: float = 0.0  # gains are not decayed
+    muon_lr: float = 0.02  # Muon's lr for "matrix" (optimizer = "muon")
+    muon_momentum: float = 0.95
+    muon_nesterov: bool = True
+    muon_ns_steps: int = 5
+    muon_weight_decay: float = 0.0  # decoupled: θ·(1 − lr·wd)
+    momentum_warmup_steps: int = 0  # Muon momentum rises from momentum_start over these steps
+    momentum_start: float = 0.85
+
+    def __post_init__(self) -> None:
+        for name, table in (("optimizer", OPTIMIZER_KINDS), ("schedule", SCHEDULE_KINDS)):
+            if getattr(self, name) not in table:
+                raise ValueError(
+                    f"optim.{name} must be one of {', '.join(table)}, got {getattr(self, name)!r}"
+                )
+        if not 0.0 <= self.decay_fraction <= 1.0:
+            raise ValueError(f"optim.decay_fraction must be in [0, 1], got {self.decay_fraction}")
+        for name in ("embedding_betas", "head_betas", "scalar_betas"):
+            value = getattr(self, name)
+            if value is not None and len(value) != 2:
+                raise ValueError(f"optim.{name} must be two numbers [beta1, beta2], got {value!r}")
+        if self.lr < 0 or self.min_lr < 0 or self.muon_lr < 0:
+            raise ValueError("optim.lr, optim.min_lr and optim.muon_lr must be >= 0")
+
+    @property
+    def min_lr_ratio(self) -> float:
+        """The floor of every role as a fraction of its peak."""
+        return self.min_lr / self.lr if self.lr > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -84,10 +145,9 @@ class LoopConfig:
     grad_accum: int = 1  # micro-batches per optimizer step
     seed: int = 1337
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    dtype: str = "auto"  # auto (bf16 autocast on CUDA, else float32) | float32 | bfloat16
-    compile: bool = False  # torch.compile the model
     max_seconds: float = 0.0  # wall-clock budget; stop (with a checkpoint) when spent; 0 = none
     log_interval: int = 10  # steps between metrics.jsonl lines (and loss checks)
+    peak_flops: float = 0.0  # per-device peak FLOP/s for MFU; 0 = table (GPUs) or measured (CPU)
     diverge_margin: float = 5.0  # stop when train loss > ln(vocab) + margin ...; 0 = off
     diverge_patience: int = 3  # ... at this many consecutive log steps
     deterministic: bool = True  # CPU: bit-reproducible at any thread count (see README)
@@ -118,12 +178,14 @@ class SampleConfig:
     max_new_tokens: int = 200  # 0 = no sample
     temperature: float = 0.8
     top_p: float = 0.95
+    top_k: int = 0  # keep the k most likely tokens; 0 = off
     seed: int = 0
 
 
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "model": ModelConfig,
+    "compute": ComputeConfig,
     "optim": OptimConfig,
     "train": LoopConfig,
     "eval": EvalConfig,
@@ -136,6 +198,7 @@ SECTIONS: dict[str, type] = {
 class TrainConfig:
     model: ModelConfig
     data: DataConfig = field(default_factory=DataConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -147,16 +210,24 @@ class TrainConfig:
         return Path(self.run.root) / self.run.name
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        """Plain nested dict (tuples as lists): TOML- and JSON-ready."""
+        """Plain nested dict (tuples as lists, None fields left out): TOML- and JSON-ready."""
         out = {}
         for name in SECTIONS:
             section = dataclasses.asdict(getattr(self, name))
-            out[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}
+            out[name] = {
+                k: list(v) if isinstance(v, tuple) else v
+                for k, v in section.items()
+                if v is not None
+            }
         return out
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
-        """Validate and build; `model.vocab_size` defaults to `data.vocab_size`."""
+        """Validate and build; `model.vocab_size` defaults to `data.vocab_size`.
+
+        Keys of configs written before [compute] existed are moved there first.
+        """
+        raw = _move_legacy_keys(raw)
         for section, values in raw.items():
             if section not in SECTIONS:
                 raise ValueError(f"unknown config section [{section}]{_hint(section, SECTIONS)}")
@@ -199,8 +270,62 @@ class TrainConfig:
         atomic_write(path, self.to_toml())
 
 
+def _move_legacy_keys(raw: dict[str, Any]) -> dict[str, Any]:
+    """model.attention/fused_qkv and train.compile/dtype of old configs -> [compute]."""
+    out = dict(raw)
+    moved: dict[str, Any] = {}
+    if isinstance(out.get("model"), dict):
+        out["model"], moved = split_compute_keys(out["model"])
+    if isinstance(out.get("train"), dict):
+        train = out["train"]
+        moved.update({k: train[k] for k in LEGACY_TRAIN_KEYS if k in train})
+        out["train"] = {k: v for k, v in train.items() if k not in LEGACY_TRAIN_KEYS}
+    if moved:
+        compute = dict(out.get("compute", {}))
+        for key, value in moved.items():
+            compute.setdefault(key, value)  # an explicit [compute] value wins
+        out["compute"] = compute
+    return out
+
+
+# keys that used to live in another section: "old.key" -> "new.key" (configs still load; command
+# lines and new files get a one-line pointer)
+LEGACY_TRAIN_KEYS = ("compile", "dtype")
+MOVED_KEYS = {
+    "model.attention": "compute.attention",
+    "model.fused_qkv": "compute.fused_qkv",
+    "train.compile": "compute.compile",
+    "train.dtype": "compute.dtype",
+}
+
+
 def default_config_path() -> Path:
     return Path(str(resources.files("tinylm.train") / "configs" / "default.toml"))
+
+
+def bundled_configs() -> dict[str, Path]:
+    """{name: path} of the configs shipped in tinylm/train/configs (default, modern, ...)."""
+    folder = default_config_path().parent
+    return {p.stem: p for p in sorted(folder.glob("*.toml"))}
+
+
+def resolve_config_path(name_or_path: str | os.PathLike | None) -> Path:
+    """A bundled config by name ("modern"), or a file by path; one-line errors for neither."""
+    if name_or_path is None:
+        return default_config_path()
+    text = str(name_or_path)
+    bundled = bundled_configs()
+    if text in bundled and not Path(text).is_file():
+        return bundled[text]
+    path = Path(text)
+    if path.suffix or os.sep in text or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        return path
+    raise ValueError(
+        f"unknown config {text!r}{_hint(text, bundled)}; bundled configs: {', '.join(bundled)} "
+        "(or give a .toml path)"
+    )
 
 
 def load_config(
@@ -208,12 +333,11 @@ def load_config(
 ) -> TrainConfig:
     """Read a TOML config (default: the shipped default.toml) and apply `{"section.key": value}`.
 
-    Override values may be strings as typed on a command line ("3e-4", "true", "a,b"); they are
-    parsed according to the field's type.
+    `path` is a file path or the name of a bundled config (`bundled_configs()`). Override values
+    may be strings as typed on a command line ("3e-4", "true", "a,b"); they are parsed according
+    to the field's type.
     """
-    path = Path(path) if path is not None else default_config_path()
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+    path = resolve_config_path(path)
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
@@ -226,6 +350,8 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
     raw = {section: dict(values) for section, values in raw.items()}
     valid = [f"{s}.{n}" for s, kind in SECTIONS.items() for n in _field_types(kind)]
     for key, value in overrides.items():
+        if key in MOVED_KEYS:
+            raise ValueError(f"config key '{key}' is now '{MOVED_KEYS[key]}'")
         if key not in valid:
             raise ValueError(f"unknown config key '{key}'{_hint(key, valid)}")
         section, name = key.split(".", 1)
@@ -272,10 +398,15 @@ def _parse(key: str, text: str, tp: Any) -> Any:
         stripped = text.strip()
         if stripped.startswith("["):
             try:
-                return tomllib.loads(f"v = {stripped}")["v"]
+                items = tomllib.loads(f"v = {stripped}")["v"]
             except tomllib.TOMLDecodeError:
                 raise ValueError(f"config key '{key}' must be a list, got {text!r}") from None
-        return [part for part in stripped.split(",") if part] if stripped else []
+        else:
+            items = [part for part in stripped.split(",") if part] if stripped else []
+        item = _item_type(tp)
+        if item in (int, float):
+            return [_parse(key, str(v), item) for v in items]
+        return items
     if base in (int, float):
         try:
             number = float(text)
@@ -291,12 +422,23 @@ def _parse(key: str, text: str, tp: Any) -> Any:
     return text
 
 
+def _item_type(tp: Any) -> Any:
+    """The element type of a tuple[X, ...] annotation (possibly inside `| None`), else None."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+    return args[0] if args else None
+
+
 def _coerce(key: str, value: Any, tp: Any) -> Any:
     """Check a TOML value against the field type (ints are accepted where floats are expected)."""
     base = _base_type(tp)
     if base is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if base is tuple and isinstance(value, list | tuple):
+        item = _item_type(tp)
+        if item in (int, float):
+            return tuple(_coerce(f"{key}[]", v, item) for v in value)
         return tuple(value)
     ok = isinstance(value, base) and (base is bool or not isinstance(value, bool))
     if not ok:
@@ -347,12 +489,18 @@ CHECKS: dict[str, tuple[Any, str]] = {
     "optim.beta2": _num(0, 1, hi_open=True),
     "optim.eps": _num(0, lo_open=True),
     "optim.grad_clip": NON_NEGATIVE,
+    "optim.decay_fraction": _num(0, 1),
+    "optim.muon_lr": NON_NEGATIVE,
+    "optim.muon_momentum": _num(0, 1, hi_open=True),
+    "optim.muon_ns_steps": NON_NEGATIVE,
+    "optim.momentum_warmup_steps": NON_NEGATIVE,
+    "optim.momentum_start": _num(0, 1, hi_open=True),
     "train.max_steps": POSITIVE,
     "train.batch_size": POSITIVE,
     "train.grad_accum": POSITIVE,
     "train.seed": NON_NEGATIVE,
     "train.device": ((lambda v: bool(_DEVICE.match(v))), "auto, cpu, cuda, cuda:N or mps"),
-    "train.dtype": _one_of("auto", "float32", "bfloat16"),
+    "train.peak_flops": NON_NEGATIVE,
     "train.max_seconds": NON_NEGATIVE,
     "train.log_interval": POSITIVE,
     "train.diverge_margin": NON_NEGATIVE,
@@ -366,6 +514,7 @@ CHECKS: dict[str, tuple[Any, str]] = {
     "sample.max_new_tokens": NON_NEGATIVE,
     "sample.temperature": NON_NEGATIVE,
     "sample.top_p": _num(0, 1, lo_open=True),
+    "sample.top_k": NON_NEGATIVE,
     "sample.seed": NON_NEGATIVE,
 }
 
@@ -377,3 +526,6 @@ def validate_config(config: TrainConfig) -> None:
         value = getattr(getattr(config, section), name)
         if not ok(value):
             raise ValueError(f"config key '{key}' must be {must}, got {value!r}")
+    # Combinations across sections.
+    if config.optim.fit_to_time and config.train.max_seconds <= 0:
+        raise ValueError("optim.fit_to_time needs a budget: set train.max_seconds > 0")

@@ -1,6 +1,7 @@
 """`generate`: sample text from a trained run.
 
 generate --run runs/default --prompt "Once upon a time" --max-tokens 200 --temperature 0.8
+generate --run runs/default --top-k 50 --top-p 1   # top-k sampling
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=200, help="new tokens to generate")
     p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus mass, 1 = off")
+    p.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens, 0 = off")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", type=Path, default=None, help="default: the run's newest")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
@@ -49,8 +51,8 @@ def load_run(run_dir: Path, checkpoint: Path | None, device: torch.device):
         payload = read_checkpoint(checkpoint)
     if "config" not in payload:
         raise ValueError(f"{checkpoint} carries no config; was it written by train-lm?")
-    config = TrainConfig.from_dict(payload["config"])
-    model = TransformerLM(config.model, device=device)
+    config = TrainConfig.from_dict(payload["config"])  # older configs: kernel keys move to compute
+    model = TransformerLM(config.model, config.compute, device=device)
     load_checkpoint(payload, model)
     model.eval()
     tokenizer = load_tokenizer(run_dir / "tokenizer", config.data.special_tokens)
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.max_tokens,
                 temperature=args.temperature,
                 top_p=args.top_p,
+                top_k=args.top_k,
                 seed=args.seed + i,
             )
             if args.num_samples > 1:

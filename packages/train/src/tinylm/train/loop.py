@@ -3,7 +3,7 @@
 Order of one optimizer step (per process; DDP averages gradients across processes):
 
     for each of grad_accum micro-batches:   sample → forward (autocast) → loss/accum → backward
-    clip the global grad norm → AdamW step → schedule step
+    clip the global grad norm → optimizer set step (AdamW, or Muon + AdamW) → schedule step
     then, as the intervals say: log the mean train loss, evaluate, checkpoint
 
 Every batch is a pure function of (seed, step, stream) with stream = rank·grad_accum + micro, so a
@@ -23,12 +23,13 @@ from contextlib import nullcontext
 import torch
 from tqdm.auto import tqdm
 
-from tinylm.nn import cross_entropy, model_stats
+from tinylm.nn import model_stats
 from tinylm.optim import clip_grad_norm
 from tinylm.train.config import TrainConfig
 from tinylm.train.data import get_batch
 from tinylm.train.errors import TrainingDiverged
 from tinylm.train.evaluate import batch_generator, evaluate
+from tinylm.train.flops import peak_flops
 from tinylm.train.rundir import prepare_run_dir
 from tinylm.train.runstate import RunResult, RunState
 from tinylm.train.runtime import (
@@ -38,6 +39,7 @@ from tinylm.train.runtime import (
     determinism,
     resolve_device,
     setup_distributed,
+    uses_bf16,
 )
 from tinylm.train.sampling import write_sample
 from tinylm.train.setup import (
@@ -81,6 +83,14 @@ def _quiet(*args, **kwargs) -> None:
     pass
 
 
+def momentum_record(optimizer) -> dict[str, float]:
+    """{"momentum": Muon's current momentum} when the set has a Muon group (momentum warmup)."""
+    for group in optimizer.param_groups:
+        if "momentum" in group:
+            return {"momentum": group["momentum"]}
+    return {}
+
+
 def _train(
     cfg: TrainConfig, dist: Distributed, resume: bool, stop_at: int | None, progress: bool, log
 ) -> RunResult:
@@ -118,7 +128,7 @@ def _run(
     setup_start: float,
 ) -> RunResult:
     # ---- setup: device, data, model, optimizer, resume point --------------------------------
-    autocast = autocast_context(device, cfg.train.dtype)
+    autocast = autocast_context(device, cfg.compute.dtype)
     data = load_run_data(cfg, dist, log, progress=progress and dist.is_main)
     model, optimizer, schedule = build_model_and_optimizer(cfg, device)
     start = ResumePoint()
@@ -135,7 +145,7 @@ def _run(
 
     # The model as the step calls it: compiled, then DDP-wrapped. Eval skips the DDP wrapper;
     # clipping, the optimizer and checkpoints see the plain module.
-    forward_model: torch.nn.Module = torch.compile(model) if cfg.train.compile else model
+    forward_model: torch.nn.Module = torch.compile(model) if cfg.compute.compile else model
     train_model = forward_model
     if dist.enabled:
         ids = [device.index] if device.type == "cuda" else None
@@ -145,12 +155,29 @@ def _run(
     accum, batch_size = cfg.train.grad_accum, cfg.train.batch_size
     context_length, max_steps = cfg.model.context_length, cfg.train.max_steps
     tokens_per_step = batch_size * context_length * accum * dist.world_size
+    # MFU: the peak is found once here; in the loop it is host arithmetic on tokens/s.
+    peak, peak_source = peak_flops(
+        device, uses_bf16(device, cfg.compute.dtype), cfg.train.peak_flops
+    )
+    flops_per_token = stats.train_flops_per_token
+    peak_total = peak * dist.world_size
+    budget = cfg.train.max_seconds if cfg.optim.fit_to_time else 0.0
     log(cfg.to_toml())
     log(
         f"model: {stats.params / 1e6:.2f}M params "
         f"({stats.non_embedding_params / 1e6:.2f}M non-embedding), "
         f"device {device}, {dist.world_size} process(es), {tokens_per_step:,} tokens/step, "
         f"{len(data.train):,} train / {len(data.val):,} val tokens"
+    )
+    roles = ", ".join(
+        f"{g['role']} {type(opt).__name__} lr {g['base_lr']:.3g}"
+        for opt in optimizer.values()
+        for g in opt.param_groups
+    )
+    log(
+        f"optimizer: {cfg.optim.optimizer} + {cfg.optim.schedule} schedule"
+        f"{' fitted to ' + format(budget, 'g') + ' s' if budget else ''} ({roles}); "
+        f"MFU against {peak / 1e12:.3g} TFLOP/s per device ({peak_source})"
     )
     log(
         f"baseline: unigram entropy of the val split = {data.unigram_entropy:.3f} nats/token "
@@ -190,7 +217,7 @@ def _run(
                 defer_sync = dist.enabled and micro < accum - 1
                 with train_model.no_sync() if defer_sync else nullcontext():
                     with autocast():
-                        loss = cross_entropy(train_model(x), y) / accum
+                        loss = train_model(x, targets=y) / accum  # compute.loss's kernel
                     loss.backward()
                 step_loss += loss.detach().float()
             loss_sum += step_loss
@@ -200,7 +227,8 @@ def _run(
             norm = clip_grad_norm(model.parameters(), max_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            schedule.step()
+            # Fitted to the budget, the schedule's position is the elapsed fraction of it.
+            schedule.step(progress=run.wallclock() / budget if budget else None)
             run.step += 1
             run.tokens += tokens_per_step
             interval_tokens += tokens_per_step
@@ -228,12 +256,15 @@ def _run(
                 run.check_divergence(train_loss)
                 shown_loss = train_loss if not check_every_step else shown_loss
             tokens_per_s = interval_tokens / max(interval_time, 1e-9)
-            lr = optimizer.param_groups[0]["lr"]
+            flops_per_s = tokens_per_s * flops_per_token
+            lr = optimizer.param_groups[0]["lr"]  # the "matrix" role's (first in every kind)
             if check_every_step or log_now:
                 bar.set_postfix(
                     loss=f"{shown_loss:.3f}",
                     lr=f"{lr:.2e}",
                     tok_s=f"{tokens_per_s:,.0f}",
+                    flop_s=f"{flops_per_s:.3g}",
+                    mfu=f"{flops_per_s / peak_total:.1%}",
                     refresh=False,
                 )
             bar.update(1)
@@ -246,8 +277,12 @@ def _run(
                     "train_loss": train_loss,
                     "val_loss": None,
                     "lr": lr,
+                    **{f"lr_{role}": value for role, value in optimizer.lr_by_role().items()},
+                    **momentum_record(optimizer),
                     "grad_norm": grad_norm,
                     "tokens_per_s": round(tokens_per_s, 1),
+                    "flops_per_s": float(f"{flops_per_s:.4g}"),
+                    "mfu": round(flops_per_s / peak_total, 5),
                 }
                 interval_tokens, interval_time = 0, 0.0
             if eval_now:

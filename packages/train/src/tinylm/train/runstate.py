@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from tinylm.optim import AdamW, CosineSchedule
+from tinylm.optim import LRSchedule, OptimizerSet
 from tinylm.train.checkpoint import save_checkpoint
 from tinylm.train.config import TrainConfig
 from tinylm.train.errors import RunFailed, TrainingDiverged, one_line
@@ -56,8 +56,8 @@ class RunState:
         cfg: TrainConfig,
         dist: Distributed,
         model: torch.nn.Module,
-        optimizer: AdamW,
-        schedule: CosineSchedule,
+        optimizer: OptimizerSet,
+        schedule: LRSchedule,
         start: ResumePoint,
         setup_start: float,
     ) -> None:

@@ -109,14 +109,19 @@ def resolve_device(name: str, local_rank: int = 0, option: str = "train.device")
     return device
 
 
+def uses_bf16(device: torch.device, dtype: str) -> bool:
+    """Whether compute.dtype means bf16 autocast on this device ("auto": on CUDA only)."""
+    if dtype not in ("auto", "float32", "bfloat16"):
+        raise ValueError(f"compute.dtype must be auto, float32 or bfloat16, got {dtype!r}")
+    return dtype == "bfloat16" or (dtype == "auto" and device.type == "cuda")
+
+
 def autocast_context(device: torch.device, dtype: str):
     """bf16 autocast on CUDA by default (TF32 for what stays float32); float32 elsewhere."""
-    if dtype not in ("auto", "float32", "bfloat16"):
-        raise ValueError(f"train.dtype must be auto, float32 or bfloat16, got {dtype!r}")
+    use_bf16 = uses_bf16(device, dtype)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    use_bf16 = dtype == "bfloat16" or (dtype == "auto" and device.type == "cuda")
     if not use_bf16:
         return contextlib.nullcontext
     return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)

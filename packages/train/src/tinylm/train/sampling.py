@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import torch
@@ -22,11 +23,21 @@ def sample_text(
     *,
     temperature: float = 0.8,
     top_p: float = 0.95,
+    top_k: int = 0,
     seed: int = 0,
     stop_at_eos: bool = True,
     eos_token: str = "<|endoftext|>",
 ) -> str:
-    """Prompt + continuation as text. Deterministic for a given seed on a given device."""
+    """Prompt + continuation as text. Deterministic for a given seed on a given device.
+
+    `top_k` > 0 keeps the k most likely tokens (before `top_p`); 0 = off.
+    """
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0 (0 = off), got {top_k}")
+    # top_k is passed only when set, so this also runs with a tinylm.nn.generate without it.
+    extra = {"top_k": top_k} if top_k > 0 else {}
+    if extra and "top_k" not in inspect.signature(generate).parameters:
+        raise ValueError("top_k needs a tinylm.nn.generate with top_k support (not installed)")
     device = next(model.parameters()).device
     prompt_ids = tokenizer.encode(prompt) if prompt else []
     eos_ids = tokenizer.encode(eos_token) if stop_at_eos else []
@@ -44,6 +55,7 @@ def sample_text(
         top_p=top_p,
         eos_id=eos_id,
         generator=generator,
+        **extra,
     )
     ids = out.tolist()
     if not prompt:
@@ -64,6 +76,7 @@ def write_sample(
         cfg.max_new_tokens,
         temperature=cfg.temperature,
         top_p=cfg.top_p,
+        top_k=cfg.top_k,
         seed=cfg.seed,
     )
     atomic_write(path, sample + "\n")

@@ -1,6 +1,10 @@
 """Everything a run needs before its first step: checked data, model, optimizer, schedule, resume.
 
 Kept apart from the loop so that `loop.py` reads as the training step and its bookkeeping.
+
+The optimizers come from the model's parameter roles (`model.parameter_groups()`: matrix,
+embedding, head, scalar) through `tinylm.optim.build_optimizers`, one `OptimizerSet` whatever the
+[optim] kind; one `LRSchedule` drives every role's lr (and Muon's momentum warmup).
 """
 
 from __future__ import annotations
@@ -13,10 +17,10 @@ import numpy as np
 import torch
 
 from tinylm.bpe import Tokenizer
-from tinylm.nn import TransformerLM
-from tinylm.optim import AdamW, CosineSchedule
+from tinylm.nn import ModelConfig, TransformerLM, split_compute_keys
+from tinylm.optim import LRSchedule, OptimizerHParams, OptimizerSet, build_optimizers
 from tinylm.train.checkpoint import UnsafeCheckpoint, load_checkpoint, read_checkpoint
-from tinylm.train.config import TrainConfig
+from tinylm.train.config import OptimConfig, TrainConfig
 from tinylm.train.data import check_tokens, open_tokens
 from tinylm.train.files import atomic_write
 from tinylm.train.metrics import unigram_entropy
@@ -28,9 +32,10 @@ __all__ = [
     "ResumePoint",
     "RunData",
     "build_model_and_optimizer",
+    "build_schedule",
     "load_run_data",
     "newest_loadable",
-    "param_groups",
+    "optimizer_hparams",
     "resume_from",
     "save_run_files",
 ]
@@ -74,39 +79,91 @@ def load_run_data(cfg: TrainConfig, dist: Distributed, log, progress: bool = Fal
     return RunData(train, val, tokenizer, data.tokenizer_dir, unigram_entropy(val, vocab_size))
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay matrices (linear layers, embeddings); leave gains (1-d norm weights) undecayed."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
+def optimizer_hparams(optim: OptimConfig) -> OptimizerHParams:
+    """[optim] -> tinylm.optim's per-role hyperparameters (None = the AdamW matrix value)."""
+    return OptimizerHParams(
+        adamw_lr=optim.lr,
+        muon_lr=optim.muon_lr,
+        embedding_lr=optim.embedding_lr,
+        head_lr=optim.head_lr,
+        scalar_lr=optim.scalar_lr,
+        betas=(optim.beta1, optim.beta2),
+        embedding_betas=optim.embedding_betas,
+        head_betas=optim.head_betas,
+        scalar_betas=optim.scalar_betas,
+        eps=optim.eps,
+        weight_decay=optim.weight_decay,
+        embedding_weight_decay=optim.embedding_weight_decay,
+        head_weight_decay=optim.head_weight_decay,
+        scalar_weight_decay=optim.scalar_weight_decay,
+        muon_momentum=optim.muon_momentum,
+        nesterov=optim.muon_nesterov,
+        ns_steps=optim.muon_ns_steps,
+        muon_weight_decay=optim.muon_weight_decay,
+    )
+
+
+def build_schedule(cfg: TrainConfig, optimizer: OptimizerSet) -> LRSchedule:
+    """One schedule over every role: warmup, then cosine or WSD down to peak · min_lr/lr."""
+    o = cfg.optim
+    total = o.cosine_steps or cfg.train.max_steps
+    return LRSchedule(
+        optimizer,
+        o.schedule,
+        total_iters=total,
+        warmup_iters=min(o.warmup_steps, total),
+        min_lr_ratio=o.min_lr_ratio,
+        decay_fraction=o.decay_fraction,
+        momentum_warmup_iters=o.momentum_warmup_steps,
+        momentum_start=o.momentum_start,
+    )
 
 
 def build_model_and_optimizer(
     cfg: TrainConfig, device: torch.device
-) -> tuple[TransformerLM, AdamW, CosineSchedule]:
+) -> tuple[TransformerLM, OptimizerSet, LRSchedule]:
     """Same seeded init on every rank (DDP also broadcasts rank 0's weights)."""
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed % (1 << 32))
-    model = TransformerLM(cfg.model, device=device)
-    optimizer = AdamW(
-        param_groups(model, cfg.optim.weight_decay),
-        lr=cfg.optim.lr,
-        betas=(cfg.optim.beta1, cfg.optim.beta2),
-        eps=cfg.optim.eps,
-        weight_decay=cfg.optim.weight_decay,
-    )
-    cycle = cfg.optim.cosine_steps or cfg.train.max_steps
-    schedule = CosineSchedule(
-        optimizer,
-        max_lr=cfg.optim.lr,
-        min_lr=cfg.optim.min_lr,
-        warmup_iters=min(cfg.optim.warmup_steps, cycle),
-        cosine_cycle_iters=cycle,
-    )
-    return model, optimizer, schedule
+    model = TransformerLM(cfg.model, cfg.compute, device=device)
+    roles = model.parameter_groups()
+    optimizer = build_optimizers(roles, cfg.optim.optimizer, optimizer_hparams(cfg.optim))
+    return model, optimizer, build_schedule(cfg, optimizer)
+
+
+def saved_model_config(saved: dict[str, Any]) -> ModelConfig | None:
+    """The [model] a checkpoint was trained with (older ones carry kernel keys: dropped)."""
+    model = saved.get("model")
+    if model is None:
+        return None
+    model = dict(model)
+    model.setdefault("vocab_size", saved.get("data", {}).get("vocab_size", 2000))
+    return ModelConfig.from_dict(split_compute_keys(model)[0])
+
+
+def _old_adamw_state(
+    state: dict[str, Any], model: torch.nn.Module, optimizer: OptimizerSet
+) -> dict[str, Any]:
+    """A single-AdamW state dict of the older format (groups split by `ndim`, decayed first) as
+    this AdamW-only set's state: the moments follow their parameters into the role groups."""
+    if list(optimizer) != ["adamw"]:
+        raise ValueError(
+            "checkpoint holds one AdamW (an older format); resume it with optim.optimizer = "
+            f"'adamw', not {list(optimizer)}"
+        )
+    params = [p for p in model.parameters() if p.requires_grad]
+    old_order = [p for p in params if p.ndim >= 2] + [p for p in params if p.ndim < 2]
+    new = optimizer["adamw"].state_dict()
+    new_index = {
+        id(p): i
+        for i, p in enumerate(p for g in optimizer["adamw"].param_groups for p in g["params"])
+    }
+    old_ids = [i for g in state["param_groups"] for i in g["params"]]
+    if len(old_ids) != len(old_order):
+        raise ValueError("checkpoint's optimizer state does not fit this model")
+    by_old_id = dict(zip(old_ids, old_order, strict=True))
+    moments = {new_index[id(by_old_id[i])]: v for i, v in state["state"].items()}
+    return {"adamw": {"state": moments, "param_groups": new["param_groups"]}}
 
 
 def newest_loadable(run_dir: Path, log) -> tuple[Path, dict[str, Any]]:
@@ -135,24 +192,26 @@ def newest_loadable(run_dir: Path, log) -> tuple[Path, dict[str, Any]]:
 def resume_from(
     cfg: TrainConfig,
     model: torch.nn.Module,
-    optimizer: AdamW,
-    schedule: CosineSchedule,
+    optimizer: OptimizerSet,
+    schedule: LRSchedule,
     log=print,
 ) -> ResumePoint:
-    """Load the newest loadable checkpoint of the run: weights, optimizer, schedule, RNGs.
+    """Load the newest loadable checkpoint of the run: weights, optimizer states, schedule, RNGs.
 
     Position comes from the checkpoint, hyperparameters from the config, so a resumed run may be
-    given another lr or weight decay on the command line. The cosine keeps the length it had
-    when the run started unless `optim.cosine_steps` is set: extending a finished run with a
-    larger `train.max_steps` trains on at min_lr, it does not re-stretch (and raise) the
-    schedule. The returned config records that length in `optim.cosine_steps`.
+    given other lrs, betas or weight decay on the command line, and other kernels ([compute]);
+    the architecture ([model]) and the optimizer kind must stay. The schedule keeps the length
+    it had when the run started unless `optim.cosine_steps` is set: extending a finished run
+    with a larger `train.max_steps` trains on at the floor, it does not re-stretch (and raise)
+    the schedule. The returned config records that length in `optim.cosine_steps`.
     """
     path, payload = newest_loadable(cfg.run_dir, log)
-    saved_model = payload.get("config", {}).get("model")
-    if saved_model is not None and saved_model != cfg.model.to_dict():
+    saved = payload.get("config", {})
+    saved_model = saved_model_config(saved)
+    if saved_model is not None and saved_model != cfg.model:
         raise ValueError(
             f"{path} was trained with a different [model] config; resume with the "
-            "run's own config.toml"
+            "run's own config.toml ([compute] may change, [model] may not)"
         )
     saved_schedule = payload.get("scheduler")
     if not isinstance(saved_schedule, dict) or "t" not in saved_schedule:
@@ -160,15 +219,31 @@ def resume_from(
             f"{path} has no 'scheduler' entry, so the learning-rate schedule cannot be resumed; "
             "it was not written by train-lm (use it with load_checkpoint, or start a new run)"
         )
+    state = payload["optimizer"]
+    if "state" in state and "param_groups" in state:  # one AdamW: checkpoints before roles
+        payload = {**payload, "optimizer": _old_adamw_state(state, model, optimizer)}
+    elif set(state) != set(optimizer):
+        was = saved.get("optim", {}).get("optimizer", "?")
+        raise ValueError(
+            f"{path} was trained with optim.optimizer = {was!r} (optimizers {sorted(state)}); "
+            f"this config builds {sorted(optimizer)}"
+        )
+    # The config's hyperparameters (base lrs, betas, decay, momentum) win over the saved ones.
+    fresh = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
     step = load_checkpoint(payload, model, optimizer, restore_rng=True)
-    cycle = cfg.optim.cosine_steps or int(
-        saved_schedule.get("cosine_cycle_iters", cfg.train.max_steps)
+    for group, settings in zip(optimizer.param_groups, fresh, strict=True):
+        group.update(settings)
+    # LRSchedule saves total_iters; a CosineSchedule (checkpoints before roles) cosine_cycle_iters.
+    saved_total = saved_schedule.get(
+        "total_iters", saved_schedule.get("cosine_cycle_iters", cfg.train.max_steps)
     )
+    cycle = cfg.optim.cosine_steps or int(saved_total)
     if cfg.optim.cosine_steps == 0 and cycle != cfg.train.max_steps:
         if cfg.train.max_steps > cycle:
             log(
-                f"note: the cosine of this run ends at step {cycle}; steps {cycle + 1}.."
-                f"{cfg.train.max_steps} train at min_lr {cfg.optim.min_lr:g} "
+                f"note: the {cfg.optim.schedule} schedule of this run ends at step {cycle}; "
+                f"steps {cycle + 1}..{cfg.train.max_steps} train at min_lr {cfg.optim.min_lr:g} "
+                "(every role at its floor) "
                 f"(pass --optim.cosine_steps {cfg.train.max_steps} to stretch it instead)"
             )
         cfg = cfg.replace(optim={"cosine_steps": cycle})
@@ -176,14 +251,11 @@ def resume_from(
         {
             **schedule.state_dict(),
             "t": saved_schedule["t"],
-            "cosine_cycle_iters": cycle,
+            "progress": saved_schedule.get("progress"),
+            "total_iters": cycle,
             "warmup_iters": min(cfg.optim.warmup_steps, cycle),
         }
     )
-    fresh_groups = param_groups(model, cfg.optim.weight_decay)
-    for group, fresh in zip(optimizer.param_groups, fresh_groups, strict=True):
-        group.update(weight_decay=fresh["weight_decay"], eps=cfg.optim.eps)
-        group.update(betas=(cfg.optim.beta1, cfg.optim.beta2))
     tokens = int(payload.get("data", {}).get("tokens", 0))
     return ResumePoint(step, tokens, float(payload.get("wallclock", 0.0)), path, cfg)
 
