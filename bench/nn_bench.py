@@ -8,11 +8,16 @@ machine's noise hits all variants alike), best round kept:
     tinylm eager, naive attention / sdpa, type checks on (the default) and off; tinylm compiled
     HF LlamaForCausalLM (attn_implementation="sdpa", untied) eager and compiled
 
-Decoding: greedy, batch 1, 16-token prompt, 128 new tokens: `tinylm.nn.generate` (checks on/off)
-vs HF `generate` (dynamic cache, its default on CPU).
+Decoding: greedy, batch 1, 16-token prompt, 128 new tokens, same rounds: `tinylm.nn.generate`
+eager (type checks at their default) and with the decode step compiled (`compile=True`) vs HF
+`generate` with its dynamic cache (the CPU default), a static cache, and a static cache plus
+`torch.compile` (forced on CPU with `CompileConfig._compile_all_devices`). Each variant's first
+call (warm-up; includes compilation) is reported apart from its best timed call.
 
-    uv run --no-sync python bench/nn_bench.py              # 3 rounds (~5 min on 2 loaded cores)
-    uv run --no-sync python bench/nn_bench.py --quick      # tiny shape, 1 round: a smoke test
+    uv run --no-sync python bench/nn_bench.py                  # training + decoding, 3 rounds
+    uv run --no-sync python bench/nn_bench.py --decode-only    # decoding only
+    uv run --no-sync python bench/nn_bench.py --quick          # tiny shape, 1 round: smoke test
+    ... --no-compile        # skip the compiled variants;  --cold-compile: no inductor caches
 
 "Checks off" runs inside `tinylm.nn.typecheck.unchecked()`, which skips exactly what
 TINYLM_TYPECHECK=0 skips (the wrapper's remaining cost is one int test per call). Works with
@@ -31,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import tinylm.nn
-from tinylm.nn import TYPECHECK, ModelConfig, TransformerLM, cross_entropy, generate
+from tinylm.nn import TYPECHECK, Linear, ModelConfig, TransformerLM, cross_entropy, generate
 
 
 def nn_name(name: str, module: str):
@@ -151,8 +156,9 @@ def time_steps(step, steps: int, device, context=contextlib.nullcontext) -> floa
     return times[len(times) // 2]
 
 
-def decode_fn(model, kind, prompt, new_tokens, **hf_kwargs):
-    """A closure that greedily decodes `new_tokens` tokens after `prompt` (batch 1)."""
+def decode_fn(model, kind, prompt, new_tokens, **kwargs):
+    """A closure that greedily decodes `new_tokens` tokens after `prompt` (batch 1); `kwargs` go
+    to HF `generate` or to `tinylm.nn.generate` (e.g. `compile=True`)."""
     if kind == "hf":
 
         def run():
@@ -164,26 +170,58 @@ def decode_fn(model, kind, prompt, new_tokens, **hf_kwargs):
                     min_new_tokens=new_tokens,
                     do_sample=False,
                     pad_token_id=0,
-                    **hf_kwargs,
+                    **kwargs,
                 )
 
     else:
 
         def run():
-            return generate(model, prompt[0], new_tokens, temperature=0)
+            return generate(model, prompt[0], new_tokens, temperature=0, **kwargs)
 
     return run
 
 
-def time_decode(run, new_tokens: int, device, context=contextlib.nullcontext) -> float:
+def time_decode(run, new_tokens: int, device, context=contextlib.nullcontext, first=None) -> float:
+    """Tokens/s of one call after a warm-up call (compilation, where there is one); the warm-up's
+    seconds are appended to `first` when given."""
     with context():
-        run()  # warm-up (and compilation, where there is one)
+        start = time.perf_counter()
+        run()
         sync(device)
+        if first is not None:
+            first.append(time.perf_counter() - start)
         start = time.perf_counter()
         out = run()
         sync(device)
     assert out.shape[-1] >= new_tokens
     return new_tokens / (time.perf_counter() - start)
+
+
+def weight_floor_fn(model, new_tokens: int):
+    """The memory floor of batch-1 decoding: per token, one vector times every weight matrix of
+    `model` (blocks and lm_head; no attention, norms or Python modules). fp32 weights that do not
+    fit in cache stream from RAM once per token, whatever the framework."""
+    weights = [m.weight.detach() for m in model.modules() if isinstance(m, Linear)]
+    inputs = {w.shape[1]: torch.randn(1, w.shape[1]) for w in weights}
+
+    def run():
+        with torch.no_grad():
+            for _ in range(new_tokens):
+                for w in weights:
+                    inputs[w.shape[1]] @ w.t()
+        return torch.empty(1, new_tokens)
+
+    return run
+
+
+def hf_static_compiled_kwargs() -> dict:
+    """HF `generate` kwargs: static cache, compiled forward even on CPU (HF compiles by itself
+    only on accelerators; `_compile_all_devices` is its documented testing switch)."""
+    from transformers import CompileConfig
+
+    config = CompileConfig(mode="default", fullgraph=True, dynamic=False)
+    config._compile_all_devices = True
+    return {"cache_implementation": "static", "compile_config": config}
 
 
 # --- the CPU table -------------------------------------------------------------------------------
@@ -195,8 +233,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None, help="timed steps per variant/round")
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--gen-tokens", type=int, default=128)
-    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument(
+        "--gen-tokens", type=int, default=None, help="new tokens (default 128, --quick 16)"
+    )
+    parser.add_argument("--no-compile", action="store_true", help="skip compiled variants")
+    parser.add_argument("--decode-only", action="store_true", help="skip the training table")
+    parser.add_argument(
+        "--cold-compile", action="store_true", help="disable inductor's caches (cold compile)"
+    )
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
     config = TINY if args.quick else TINYSTORIES
@@ -214,21 +258,26 @@ def main() -> None:
 
     variants: list[TrainVariant] = []
 
-    def add(label, model, kind, compiled=False, context=contextlib.nullcontext):
+    def add(label, model, kind, context=contextlib.nullcontext, compiled=False):
         step = train_step_fn(model, kind, config, batch, device, compiled=compiled)
         variants.append(TrainVariant(label, step, tokens, context))
 
+    if args.cold_compile:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.force_disable_caches = True
     torch.manual_seed(0)
-    add("tinylm eager naive, checks on", make_tinylm(config, "naive"), "tinylm")
-    add("tinylm eager sdpa, checks on", make_tinylm(config, "sdpa"), "tinylm")
-    add("tinylm eager naive, checks off", make_tinylm(config, "naive"), "tinylm", context=unchecked)
-    add("tinylm eager sdpa, checks off", make_tinylm(config, "sdpa"), "tinylm", context=unchecked)
-    add("HF Llama eager (sdpa)", make_hf(config), "hf")
-    if not args.no_compile:
+    if not args.decode_only:
+        add("tinylm eager naive, checks on", make_tinylm(config, "naive"), "tinylm")
+        add("tinylm eager sdpa, checks on", make_tinylm(config, "sdpa"), "tinylm")
+        add("tinylm eager naive, checks off", make_tinylm(config, "naive"), "tinylm", unchecked)
+        add("tinylm eager sdpa, checks off", make_tinylm(config, "sdpa"), "tinylm", unchecked)
+        add("HF Llama eager (sdpa)", make_hf(config), "hf")
+    if not args.no_compile and not args.decode_only:
         add("tinylm compiled sdpa", make_tinylm(config, "sdpa"), "tinylm", compiled=True)
         add("HF Llama compiled (sdpa)", make_hf(config), "hf", compiled=True)
 
-    for r in range(rounds):
+    for r in range(rounds if variants else 0):
         for v in variants:
             seconds = time_steps(v.step, steps, device, v.context)
             v.best = max(v.best, v.tokens_per_step / seconds)
@@ -237,43 +286,73 @@ def main() -> None:
     prompt = torch.randint(
         0, config.vocab_size, (1, 16), generator=torch.Generator().manual_seed(1)
     )
-    n = args.gen_tokens if not args.quick else 16
+    n = args.gen_tokens or (16 if args.quick else 128)
+    # Room for prompt + n tokens, so every timed token is a decode step (past the window tinylm
+    # re-encodes it each token, HF runs RoPE past its table: two different workloads).
+    dec_config = dataclasses.replace(
+        config, context_length=max(config.context_length, prompt.shape[1] + n)
+    )
+    torch.manual_seed(0)
+    tiny_sdpa = make_tinylm(dec_config, "sdpa").eval()
+    hf = make_hf(dec_config).eval()
     decoders = {
-        "tinylm generate, checks on": (
-            decode_fn(make_tinylm(config, "sdpa"), "tinylm", prompt, n),
-            contextlib.nullcontext,
-        ),
-        "tinylm generate, checks off": (
-            decode_fn(make_tinylm(config, "sdpa"), "tinylm", prompt, n),
-            unchecked,
-        ),
-        "HF generate": (decode_fn(make_hf(config), "hf", prompt, n), contextlib.nullcontext),
+        "tinylm generate, eager": decode_fn(tiny_sdpa, "tinylm", prompt, n, compile=False),
+        "HF generate (dynamic cache)": decode_fn(hf, "hf", prompt, n),
+        "HF generate (static cache)": decode_fn(hf, "hf", prompt, n, cache_implementation="static"),
+        "floor: the weight matvecs alone": weight_floor_fn(tiny_sdpa, n),
     }
+    if not args.no_compile:
+        decoders["tinylm generate, compiled step"] = decode_fn(
+            tiny_sdpa, "tinylm", prompt, n, compile=True
+        )
+        try:
+            hf_compiled_kwargs = hf_static_compiled_kwargs()
+        except ImportError:  # transformers without CompileConfig (< 4.47)
+            print("note: this transformers has no CompileConfig: no HF static + compile row")
+        else:
+            decoders["HF generate (static cache + compile)"] = decode_fn(
+                hf, "hf", prompt, n, **hf_compiled_kwargs
+            )
     decode_best = dict.fromkeys(decoders, 0.0)
-    for _ in range(rounds):
-        for label, (run, ctx) in decoders.items():
-            decode_best[label] = max(decode_best[label], time_decode(run, n, device, ctx))
+    first_call: dict[str, list[float]] = {label: [] for label in decoders}
+    for r in range(rounds):
+        for label, run in decoders.items():
+            decode_best[label] = max(
+                decode_best[label], time_decode(run, n, device, first=first_call[label])
+            )
+        print(f"decode round {r + 1}/{rounds} done", flush=True)
 
     by_label = {v.label: v.best for v in variants}
-    hf_eager = by_label["HF Llama eager (sdpa)"]
-    hf_compiled = by_label.get("HF Llama compiled (sdpa)")
+    if variants:
+        hf_eager = by_label["HF Llama eager (sdpa)"]
+        hf_compiled = by_label.get("HF Llama compiled (sdpa)")
+        print(
+            f"\n| training, fwd+bwd+AdamW (batch {batch} x {config.context_length}) | tokens/s "
+            "| vs HF eager | vs HF compiled |"
+        )
+        print("|---|---:|---:|---:|")
+        for v in variants:
+            vs_c = f"{v.best / hf_compiled:.2f}x" if hf_compiled else "-"
+            print(f"| {v.label} | {v.best:,.0f} | {v.best / hf_eager:.2f}x | {vs_c} |")
+    hf_dec = decode_best["HF generate (dynamic cache)"]
     print(
-        f"\n| training, fwd+bwd+AdamW (batch {batch} x {config.context_length}) | tokens/s "
-        "| vs HF eager | vs HF compiled |"
+        f"\n| decoding, greedy, batch 1, {n} new tokens, ctx {dec_config.context_length} "
+        "| tokens/s (best) | vs HF generate "
+        "| first call s (round 1) |"
     )
     print("|---|---:|---:|---:|")
-    for v in variants:
-        vs_c = f"{v.best / hf_compiled:.2f}x" if hf_compiled else "-"
-        print(f"| {v.label} | {v.best:,.0f} | {v.best / hf_eager:.2f}x | {vs_c} |")
-    hf_dec = decode_best["HF generate"]
-    print(f"\n| decoding, greedy, batch 1, {n} new tokens | tokens/s | vs HF generate |")
-    print("|---|---:|---:|")
     for label, tps in decode_best.items():
-        print(f"| {label} | {tps:,.1f} | {tps / hf_dec:.2f}x |")
+        print(f"| {label} | {tps:,.1f} | {tps / hf_dec:.2f}x | {first_call[label][0]:.1f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
-                {"train_tokens_per_s": by_label, "decode_tokens_per_s": decode_best}, f, indent=2
+                {
+                    "train_tokens_per_s": by_label,
+                    "decode_tokens_per_s": decode_best,
+                    "decode_first_call_s": first_call,
+                },
+                f,
+                indent=2,
             )
 
 

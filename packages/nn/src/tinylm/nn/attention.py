@@ -10,6 +10,15 @@ Recipe switches (each off by default; off = the plain layer with the same keys):
   Scores then no longer grow with the q/k weights' scale, which keeps softmax out of saturation.
 - `value_embedding`: `forward(..., value_embedding=e)` adds `value_gate ⊙ e` to V (a learned
   vector gate per layer, init 0.5); `e` is a token-embedding-like table lookup made by the model.
+
+Two ways to use the KV cache (`LayerKVCache`, preallocated to the full context):
+- prefill/eager: `forward(x, kv_cache=c)` appends seq positions after `c.length` (a host int)
+  and attends over the filled prefix `[:length]`: shapes vary with the length.
+- decode step: `forward(x, kv_cache=c, decode_position=p)`, x one position, p a 0-dim long
+  tensor: K/V are written at index p with `index_copy_`, and the query attends over the *whole*
+  buffer with the mask `key_index <= p`. No Python int depends on p, so every step has the same
+  shapes and `torch.compile` (CUDA graphs too) captures one graph for all of them. Keys past p
+  (zeros or stale) get weight exactly 0, so the result equals the prefix computation.
 """
 
 import math
@@ -66,13 +75,16 @@ class LayerKVCache:
     """Keys and values of one attention layer for the positions seen so far.
 
     Preallocated to (batch, heads, max_len, d_k) so that decoding a token writes one position
-    instead of re-concatenating the whole history.
+    instead of re-concatenating the whole history. `length` (host int) counts the positions
+    appended by the eager path; a decode step writes at a tensor position instead and leaves
+    `length` to its caller (see the module docstring).
     """
 
     def __init__(self, batch_size: int, num_heads: int, max_len: int, d_k: int, device, dtype):
         shape = (batch_size, num_heads, max_len, d_k)
         self.keys = torch.zeros(shape, device=device, dtype=dtype)
         self.values = torch.zeros(shape, device=device, dtype=dtype)
+        self.key_index = torch.arange(max_len, device=device)  # for the decode-step mask
         self.length = 0
 
     @property
@@ -88,6 +100,17 @@ class LayerKVCache:
         self.values[:, :, start:end] = v.to(self.values.dtype)
         self.length = end
         return self.keys[:, :, :end], self.values[:, :, :end]
+
+    def write(self, k: Tensor, v: Tensor, position: Tensor) -> tuple[Tensor, Tensor]:
+        """Store k, v (batch, heads, 1, d_k) at `position` (shape (1,), long, on the cache's
+        device); return the whole buffers. Fixed shapes, no host read of the position."""
+        self.keys.index_copy_(2, position, k.to(self.keys.dtype))
+        self.values.index_copy_(2, position, v.to(self.values.dtype))
+        return self.keys, self.values
+
+    def mask(self, position: Tensor) -> Tensor:
+        """(1, max_len) bool: the one query at `position` may attend keys 0..position."""
+        return (self.key_index <= position)[None, :]
 
 
 class CausalSelfAttention(Module):
@@ -136,10 +159,15 @@ class CausalSelfAttention(Module):
     def uses_value_embedding(self) -> bool:
         return hasattr(self, "value_gate")
 
-    def set_kernels(self, attention_kernel, project_qkv) -> None:
-        """Plug in the kernels (see compute.py); they compute the same function."""
+    def set_kernels(self, attention_kernel, project_qkv, masked_attention=None) -> None:
+        """Plug in the kernels (see compute.py); they compute the same function.
+
+        `attention_kernel(q, k, v, past)` is causal attention after `past` cached positions;
+        `masked_attention(q, k, v, mask)` (default: the from-scratch one) serves decode steps.
+        """
         self.attention_kernel = attention_kernel
         self.project_qkv = project_qkv
+        self.masked_attention = masked_attention or scaled_dot_product_attention
 
     @typechecked
     def forward(
@@ -148,6 +176,7 @@ class CausalSelfAttention(Module):
         token_positions: Int[Tensor, "... seq"] | None = None,
         kv_cache: LayerKVCache | None = None,
         value_embedding: Float[Tensor, "... seq d_model"] | None = None,
+        decode_position: Int[Tensor, ""] | None = None,
     ) -> Float[Tensor, "... seq d_model"]:
         if x.shape[-1] != self.d_model:
             raise ValueError(
@@ -158,17 +187,16 @@ class CausalSelfAttention(Module):
                 "CausalSelfAttention: value_embedding must be given exactly when the layer was "
                 "built with value_embedding=True"
             )
+        if decode_position is not None:
+            if kv_cache is None or x.shape[-2] != 1 or token_positions is not None:
+                raise ValueError(
+                    "CausalSelfAttention: decode_position needs a kv_cache, one position "
+                    "(seq=1) and no token_positions"
+                )
+            return self._decode(x, decode_position, kv_cache, value_embedding)
         seq = x.shape[-2]
         past = kv_cache.length if kv_cache is not None else 0
-        q, k, v = self.project_qkv(self, x)
-        if value_embedding is not None:
-            v = v + (self.value_gate * value_embedding).to(v.dtype)
-        q, k, v = (
-            rearrange(t, "... seq (h d) -> ... h seq d", h=self.num_heads) for t in (q, k, v)
-        )
-        if self.qk_norm:
-            q, k = self.q_norm(q), self.k_norm(k)
-
+        q, k, v = self._heads(x, value_embedding)
         if self.rope is not None:
             if token_positions is None:
                 token_positions = torch.arange(past, past + seq, device=x.device)
@@ -178,5 +206,32 @@ class CausalSelfAttention(Module):
         if kv_cache is not None:
             k, v = kv_cache.append(k, v)
         out = self.attention_kernel(q, k.to(q.dtype), v.to(q.dtype), past)
+        out = rearrange(out, "... h seq d -> ... seq (h d)")
+        return self.output_proj(out)
+
+    def _heads(self, x: Tensor, value_embedding: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """q, k, v (..., heads, seq, d_k): projected, value-embedded, QK-normed; before RoPE."""
+        q, k, v = self.project_qkv(self, x)
+        if value_embedding is not None:
+            v = v + (self.value_gate * value_embedding).to(v.dtype)
+        q, k, v = (
+            rearrange(t, "... seq (h d) -> ... h seq d", h=self.num_heads) for t in (q, k, v)
+        )
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        return q, k, v
+
+    def _decode(
+        self, x: Tensor, position: Tensor, kv_cache: LayerKVCache, value_embedding: Tensor | None
+    ) -> Tensor:
+        """One position at tensor `position`, attending over the whole (masked) cache buffer."""
+        q, k, v = self._heads(x, value_embedding)
+        positions = position.reshape(1)  # (seq=1,)
+        if self.rope is not None:
+            q, k = self.rope(q, positions), self.rope(k, positions)
+        keys, values = kv_cache.write(k, v, positions)
+        out = self.masked_attention(
+            q, keys.to(q.dtype), values.to(q.dtype), kv_cache.mask(position)
+        )
         out = rearrange(out, "... h seq d -> ... seq (h d)")
         return self.output_proj(out)

@@ -5,10 +5,11 @@ Policy, in brief:
 - A prompt longer than `context_length` is cropped to its last `context_length` tokens for the
   model (with a warning); the returned tensor still starts with the full prompt.
 - KV cache: the prompt is encoded once, then each new token costs one position. When the window
-  is full (`context_length` positions cached) the window *slides*: the cache is rebuilt from the
-  last `context_length` tokens, so RoPE positions stay 0..context_length−1 exactly as in an uncached
-  model that crops its input. From then on each token costs a full window; the cached and uncached
-  paths give the same tokens throughout.
+  is full (`context_length` positions cached) the window *slides*: each further token re-encodes
+  the last `context_length` tokens (eagerly; a cache would have to be rebuilt every token anyway),
+  so RoPE positions stay 0..context_length−1 exactly as in an uncached model that crops its
+  input. From then on each token costs a full window; the cached and uncached paths give the
+  same tokens throughout.
 - Stopping at `eos_id`: a sequence that has emitted eos is padded with eos; generation ends early
   when every sequence has finished.
 - Speed (batch-1 decoding is all per-token overhead on small models): the prompt and its forward
@@ -16,10 +17,23 @@ Policy, in brief:
   into one preallocated output; "has every row finished?" is a device-side flag per step, read by
   the host only every `EOS_CHECK_EVERY` tokens (each read is a sync), and the result is cut back
   to the exact step where the last row finished, so the output is as if checked every token.
+- Static decode step: the prompt is prefilled eagerly (`model(ids, kv_cache=...)`), then every
+  token until the window is full goes through `TransformerLM.decode_step` (fixed shapes, the
+  position is a device tensor bumped in place: no host read per token). `compile=True` runs that
+  step through `torch.compile(dynamic=False, fullgraph=True)`, with `mode="reduce-overhead"`
+  (CUDA graphs: one replay per token instead of ~100 kernel launches) on CUDA. It is compiled
+  once per process (`_COMPILED`), and its KV cache is kept per model and reused by later calls of
+  the same batch size (`_STATIC_CACHES`), so CUDA graphs keep their addresses. `compile=None`
+  (auto): `TINYLM_COMPILE_DECODE=0|1` if set, else compile on CUDA only: on CPU, batch-1
+  decoding of a 4×512 model is memory-bound (fp32 weights stream from RAM per token), compiling
+  gains little and costs tens of seconds once (numbers in the nn README).
 """
 
+import functools
+import os
 import warnings
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 
 import torch
 from jaxtyping import Float
@@ -30,6 +44,7 @@ from tinylm.nn.layers import softmax
 from tinylm.nn.typecheck import typechecked, unchecked
 
 EOS_CHECK_EVERY = 16  # tokens between host reads of the all-finished flag
+COMPILE_ENV = "TINYLM_COMPILE_DECODE"  # "0"/"1": overrides compile=None's device-based choice
 
 
 def _top_k_filter(logits: Float[Tensor, "batch vocab"], top_k: int) -> Tensor:
@@ -106,6 +121,7 @@ def generate(
     top_k: int | None = None,
     *,
     use_kv_cache: bool = True,
+    compile: bool | None = None,
 ) -> Tensor:
     """Sample up to `max_new_tokens` tokens after `prompt_ids`; return prompt + new tokens.
 
@@ -114,6 +130,8 @@ def generate(
     `generator` (on the model's device) the output is deterministic. `model` may be a
     `TransformerLM` or a `torch.compile`/DDP wrapper of one. `use_kv_cache=False` re-encodes the
     (cropped) sequence for every token: slower, same result; kept for testing and benchmarking.
+    `compile`: torch.compile the per-token decode step (True/False; None = auto, see the module
+    docstring); the compiled and eager steps give the same tokens.
     """
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
@@ -153,6 +171,7 @@ def generate(
                 (temperature, top_p, top_k, generator),
                 eos_id,
                 use_kv_cache,
+                _want_compile(compile, device),
             )
     finally:
         model.train(was_training)
@@ -166,15 +185,74 @@ def generate(
     return out
 
 
-def _decode(core, ids, max_new_tokens, sampling, eos_id, use_kv_cache):
+def _want_compile(compile: bool | None, device: torch.device) -> bool:
+    if compile is not None:
+        return compile
+    env = os.environ.get(COMPILE_ENV, "").strip().lower()
+    if env:
+        return env not in {"0", "false", "no", "off"}
+    return device.type == "cuda"
+
+
+def _decode_step(model: Module, token_ids: Tensor, cache, position: Tensor) -> Tensor:
+    return model.decode_step_unchecked(token_ids, cache, position)
+
+
+# torch.compile'd `_decode_step` by mode, made on first use. One function for every model: dynamo
+# keys its graphs by guards on the model it is given, not by this wrapper.
+_COMPILED: dict[str | None, Callable] = {}
+# model -> its reusable KV cache for compiled decoding (dropped with the model).
+_STATIC_CACHES: "weakref.WeakKeyDictionary[Module, object]" = weakref.WeakKeyDictionary()
+
+
+def _compiled_step(core: Module, device: torch.device) -> Callable:
+    mode = "reduce-overhead" if device.type == "cuda" else None
+    if mode not in _COMPILED:
+        _COMPILED[mode] = torch.compile(_decode_step, dynamic=False, fullgraph=True, mode=mode)
+    step = functools.partial(_COMPILED[mode], core)
+    if device.type != "cuda":
+        return step
+
+    def cuda_graph_step(token_ids: Tensor, cache, position: Tensor) -> Tensor:
+        # A new step begins: the previous replay's outputs (last logits) may be overwritten.
+        torch.compiler.cudagraph_mark_step_begin()
+        return step(token_ids, cache, position)
+
+    return cuda_graph_step
+
+
+def _kv_cache(core: Module, batch: int, compiled: bool):
+    """A fresh cache, or for compiled decoding the model's kept one (same tensors every call)."""
+    if not compiled:
+        return core.new_kv_cache(batch)
+    weight = core.lm_head.weight
+    cache = _STATIC_CACHES.get(core)
+    layer = cache.layers[0] if cache is not None else None
+    if layer is None or (layer.keys.shape[0], layer.keys.dtype, layer.keys.device) != (
+        batch,
+        weight.dtype,
+        weight.device,
+    ):
+        cache = core.new_kv_cache(batch)
+        for t in cache.tensors():
+            torch._dynamo.mark_static_address(t)  # CUDA graphs may bake in their addresses
+        _STATIC_CACHES[core] = cache
+    cache.reset()  # stale keys/values past the prefix are masked out: weight exactly 0
+    return cache
+
+
+def _decode(core, ids, max_new_tokens, sampling, eos_id, use_kv_cache, compiled=False):
     context_length = core.config.context_length
     batch, prompt_len = ids.shape
     if max_new_tokens == 0:
         return ids
     out = torch.empty(batch, prompt_len + max_new_tokens, dtype=ids.dtype, device=ids.device)
     out[:, :prompt_len] = ids
-    cache = core.new_kv_cache(batch) if use_kv_cache else None
+    cache = _kv_cache(core, batch, compiled) if use_kv_cache else None
+    step_fn = _compiled_step(core, ids.device) if compiled else core.decode_step_unchecked
     logits = core(ids[:, -context_length:], kv_cache=cache)[:, -1]  # checked: sees the prompt
+    cached = min(prompt_len, context_length)  # positions in the cache (host mirror, no sync)
+    position = torch.tensor(cached, device=ids.device)  # where the next token's K/V go
     if eos_id is not None:
         finished = torch.zeros(batch, dtype=torch.bool, device=ids.device)
         all_done = torch.zeros(max_new_tokens, dtype=torch.bool, device=ids.device)
@@ -193,11 +271,14 @@ def _decode(core, ids, max_new_tokens, sampling, eos_id, use_kv_cache):
                 break
             if cache is None:
                 logits = core(out[:, max(0, pos + 1 - context_length) : pos + 1])[:, -1]
-            elif cache.length < cache.max_len:
-                logits = core(out[:, pos : pos + 1], kv_cache=cache)[:, -1]
-            else:  # window full: slide by re-encoding the last context_length tokens
-                cache.reset()
-                logits = core(out[:, pos + 1 - context_length : pos + 1], kv_cache=cache)[:, -1]
+            elif cached < context_length:
+                logits = step_fn(next_ids[:, None], cache, position)
+                position += 1
+                cached += 1
+            else:
+                # Window full: slide, i.e. re-encode the last context_length tokens at positions
+                # 0..context_length-1, exactly what an uncached model that crops its input sees.
+                logits = core(out[:, pos + 1 - context_length : pos + 1])[:, -1]
     steps = step + 1
     if eos_id is not None:  # cut back to the first step at which every row had finished
         hits = all_done[:steps].nonzero()

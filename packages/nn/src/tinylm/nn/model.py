@@ -11,6 +11,10 @@ Ablations from `ModelConfig`:    norm="post": z = ln1(x + attn(x)); y = ln2(z + 
 Recipe switches (SPEC §3.1):     qk_norm, logit_softcap, value_embeddings, unet_skips,
                                  zero_init_proj, parameter_free_norm (see ModelConfig)
 Kernels (attention, fused QKV, loss) come from a `ComputeConfig` and never change the function.
+
+Decoding: `forward(ids, kv_cache=c)` is the eager (prefill) path, its shapes vary with the cached
+length; `decode_step(ids (B, 1), c, position)` is one token at a 0-dim tensor position with fixed
+shapes and no value-dependent Python, the function that `generate` compiles once.
 """
 
 import re
@@ -22,12 +26,13 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from torch.nn import Module, ModuleList, Parameter
 
+from tinylm.nn import compute as _compute_ops
 from tinylm.nn.attention import CausalSelfAttention, LayerKVCache
 from tinylm.nn.compute import ATTENTION_KERNELS, LOSS_KERNELS, QKV_PROJECTIONS, ComputeConfig
 from tinylm.nn.config import ModelConfig
 from tinylm.nn.layers import FFN_VARIANTS, Embedding, Linear, RMSNorm, logit_softcap
 from tinylm.nn.rope import RotaryEmbedding
-from tinylm.nn.typecheck import typechecked
+from tinylm.nn.typecheck import typechecked, value_checks_enabled
 
 # Prefixes added by torch.compile (`_orig_mod.`) and DistributedDataParallel (`module.`).
 _WRAPPER_PREFIX = re.compile(r"^(?:_orig_mod\.|module\.)+")
@@ -74,9 +79,10 @@ class TransformerBlock(Module):
         token_positions: Int[Tensor, "... seq"] | None = None,
         kv_cache: LayerKVCache | None = None,
         value_embedding: Float[Tensor, "... seq d_model"] | None = None,
+        decode_position: Int[Tensor, ""] | None = None,
     ) -> Float[Tensor, "... seq d_model"]:
         def attn(h: Tensor) -> Tensor:
-            return self.attn(h, token_positions, kv_cache, value_embedding)
+            return self.attn(h, token_positions, kv_cache, value_embedding, decode_position)
 
         if self.norm == "pre":
             z = x + attn(self.ln1(x))
@@ -105,6 +111,10 @@ class KVCache:
     def reset(self) -> None:
         for layer in self.layers:
             layer.length = 0
+
+    def tensors(self) -> list[Tensor]:
+        """Every buffer the decode step reads or writes (to mark them static for CUDA graphs)."""
+        return [t for layer in self.layers for t in (layer.keys, layer.values, layer.key_index)]
 
 
 class TransformerLM(Module):
@@ -165,9 +175,12 @@ class TransformerLM(Module):
         if not isinstance(compute, ComputeConfig):
             raise TypeError(f"set_compute needs a ComputeConfig, got {compute!r}")
         self.compute = compute
+        # Decode steps attend under an explicit mask; compute.py may offer a fused kernel for
+        # that (MASKED_ATTENTION_KERNELS, same keys as ATTENTION_KERNELS), else from scratch.
+        masked = getattr(_compute_ops, "MASKED_ATTENTION_KERNELS", {}).get(compute.attention)
         for layer in self.layers:
             layer.attn.set_kernels(
-                ATTENTION_KERNELS[compute.attention], QKV_PROJECTIONS[compute.fused_qkv]
+                ATTENTION_KERNELS[compute.attention], QKV_PROJECTIONS[compute.fused_qkv], masked
             )
         self.loss_kernel = LOSS_KERNELS[compute.loss]
 
@@ -186,6 +199,49 @@ class TransformerLM(Module):
                 f"sequence length (seq) {seq}{where} exceeds context_length="
                 f"{self.config.context_length}"
             )
+        x = self._hidden(token_ids, kv_cache)
+        if targets is not None:
+            return self.loss_kernel(
+                x, self.lm_head.weight, targets, softcap=self.config.logit_softcap
+            )
+        return logit_softcap(self.lm_head(x), self.config.logit_softcap)
+
+    @typechecked
+    def decode_step(
+        self,
+        token_ids: Int[Tensor, "batch 1"],
+        kv_cache: KVCache,
+        position: Int[Tensor, ""],
+    ) -> Float[Tensor, "batch vocab"]:
+        """Logits of one new token per row at `position` (0-dim long tensor, on the model's
+        device), attending to cache positions 0..position; writes its K/V at `position`.
+
+        Equals `forward(ids, kv_cache)[:, -1]` after `position` cached positions, but with fixed
+        shapes (attention runs over the whole cache buffer, masked) and no Python branch on
+        the position's value, so one compiled graph serves every step. `kv_cache.length` (the
+        eager path's host counter) is not advanced: positions belong to the caller.
+        """
+        if token_ids.shape[0] != kv_cache.layers[0].keys.shape[0]:
+            raise ValueError(
+                f"decode_step: batch of {token_ids.shape[0]} rows, but the cache was made for "
+                f"{kv_cache.layers[0].keys.shape[0]}"
+            )
+        if value_checks_enabled(position) and not 0 <= int(position) < kv_cache.max_len:
+            raise ValueError(
+                f"decode_step: position {int(position)} is outside the cache "
+                f"[0, {kv_cache.max_len}) (context_length={self.config.context_length})"
+            )
+        return self.decode_step_unchecked(token_ids, kv_cache, position)
+
+    def decode_step_unchecked(self, token_ids: Tensor, kv_cache: KVCache, position: Tensor):
+        """`decode_step` without its argument checks: the function that gets compiled."""
+        x = self._hidden(token_ids, kv_cache, position)
+        return logit_softcap(self.lm_head(x[:, -1]), self.config.logit_softcap)
+
+    def _hidden(
+        self, token_ids: Tensor, kv_cache: KVCache | None, decode_position: Tensor | None = None
+    ) -> Tensor:
+        """The trunk: embeddings, blocks (with value embeddings and U-net skips), final norm."""
         x = self.token_embeddings(token_ids)
         # Cross-layer state: value-embedding lookups (shared by the first and last layers) and
         # the outputs of the early layers waiting for their U-net partner.
@@ -202,16 +258,13 @@ class TransformerLM(Module):
                 None,
                 kv_cache.layers[i] if kv_cache is not None else None,
                 values[table] if table is not None else None,
+                decode_position,
             )
             if i < len(self.unet_pairs):
                 saved[i] = x
         if self.config.norm != "none":
             x = self.ln_final(x)
-        if targets is not None:
-            return self.loss_kernel(
-                x, self.lm_head.weight, targets, softcap=self.config.logit_softcap
-            )
-        return logit_softcap(self.lm_head(x), self.config.logit_softcap)
+        return x
 
     def parameter_groups(self) -> dict[str, list[Parameter]]:
         """Parameters by role (SPEC §3.1), each exactly once, for per-role optimizers.
