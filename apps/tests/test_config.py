@@ -1,6 +1,7 @@
 """Shipped run configs, [app] overrides, and the budget planner against brute force."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -139,7 +140,10 @@ def test_cli_config_overlay_is_announced(tmp_path, capsys, monkeypatch):
     import tinylm.apps.cli as cli
 
     seen = {}
-    monkeypatch.setattr(cli, "run_pipeline", lambda app, config, out, **kw: seen.update(c=config))
+    finished = SimpleNamespace(result=SimpleNamespace(stopped="finished", signal=None))
+    monkeypatch.setattr(
+        cli, "run_pipeline", lambda app, config, out, **kw: seen.update(c=config) or finished
+    )
     path = tmp_path / "mine.toml"
     path.write_text("[train]\nmax_steps = 7\n")
     code = cli.run_command("tinystories", ["--config", str(path), "--out", str(tmp_path / "r")])

@@ -42,3 +42,28 @@ def test_fingerprint_sees_size_and_edges(tmp_path):
     assert file_fingerprint(path) != before
     path.write_bytes(b"x" * 3_000_000)
     assert file_fingerprint(path) == before
+
+
+def test_prepare_hands_back_the_tokenizer_it_trained_or_loaded(tmp_path, monkeypatch):
+    """The pipeline samples with `Prepared.tokenizer`: the BPE just trained (no save-and-reload),
+    or the cached one loaded once; both encode like the files on disk."""
+    import tinylm.apps.prepare as prepare_module
+    from tinylm.apps.prepare import prepare_tokens
+    from tinylm.train import DataConfig, load_tokenizer
+
+    train, val = tmp_path / "train.txt", tmp_path / "val.txt"
+    train.write_text("the cat sat<|endoftext|>on the mat<|endoftext|>" * 20, encoding="utf-8")
+    val.write_text("the cat<|endoftext|>", encoding="utf-8")
+    data = DataConfig(vocab_size=270)
+    loads = []
+    real = prepare_module.load_tokenizer
+    monkeypatch.setattr(prepare_module, "load_tokenizer", lambda *a: loads.append(a) or real(*a))
+    fresh = prepare_tokens(train, val, data, tmp_path / "data", progress=False, log=lambda *a: None)
+    assert loads == []  # trained in memory, not reloaded from its own files
+    cached = prepare_tokens(
+        train, val, data, tmp_path / "data", progress=False, log=lambda *a: None
+    )
+    assert len(loads) == 1 and cached.steps["tokenizer"]["cached"]
+    on_disk = load_tokenizer(fresh.tokenizer_dir, data.special_tokens)
+    text = "the mat sat on the cat<|endoftext|>"
+    assert fresh.tokenizer.encode(text) == cached.tokenizer.encode(text) == on_disk.encode(text)

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+import tinylm.apps.cli as cli_module
 import tinylm.apps.report as report_module
 from tinylm.apps import (
     H100_BF16_PEAK_FLOPS,
@@ -24,6 +25,7 @@ from tinylm.apps import (
     run_command,
     write_report,
 )
+from tinylm.apps.budget import describe_plan
 from tinylm.nn import model_stats
 from tinylm.train import load_tokenizer
 
@@ -77,6 +79,18 @@ def texts(tmp_path_factory):
     (root / "train.txt").write_text(EOT.join(train) + EOT, encoding="utf-8")
     (root / "val.txt").write_text(EOT.join(val), encoding="utf-8")
     return root / "train.txt", root / "val.txt"
+
+
+# A 9 s budget, 4 calibration steps, and a step ceiling the planner must bring down.
+CALIBRATED = [
+    "--budget-hours", "0.0025",
+    "--model.value_embeddings", "1",  # the recipe's 3 tables need 6 layers
+    "--app.calibrate_steps", "4",
+    "--app.budget_margin", "0.1",  # slack for a loaded CI box; real runs keep 3%
+    "--train.log_interval", "1",
+    "--train.max_steps", "100000",
+    "--run.checkpoint_interval", "1000",
+]  # fmt: skip
 
 
 def _args(texts, out, *extra):
@@ -220,22 +234,15 @@ def test_budget_plan_never_disagrees_with_itself():
 def test_leaderboard_fits_its_schedule_into_the_budget(texts, tmp_path, capsys, fake_clock):
     out = tmp_path / "lb"
     budget = 0.0025 * 3600
-    argv = _args(
-        texts,
-        out,
-        "--budget-hours", "0.0025",
-        "--model.value_embeddings", "1",  # the recipe's 3 tables need 6 layers
-        "--app.calibrate_steps", "4",
-        "--app.budget_margin", "0.1",  # slack for a loaded CI box; real runs keep 3%
-        "--train.log_interval", "1",
-        "--train.max_steps", "100000",
-        "--run.checkpoint_interval", "1000",
-    )  # fmt: skip
+    argv = _args(texts, out, *CALIBRATED)
     assert run_command("leaderboard", argv) == 0
     log = capsys.readouterr().out
     assert "timing the first 4 steps" in log
     record = json.loads((out / "budget.json").read_text())
     plan = record["plan"]
+    # One plan line, on the budget's clock (describe_plan), not train's loop clock beside it.
+    assert [line for line in log.splitlines() if "ms/step" in line] == [describe_plan(plan)]
+    assert "training clock" not in log
     assert plan["max_steps"] > 4  # the step count came from the measured speed ...
     config = (out / "config.toml").read_text()
     assert f"max_steps = {plan['max_steps']}" in config  # ... and the cosine ends there
@@ -307,3 +314,40 @@ def test_missing_data_is_one_clear_error(texts, tmp_path, capsys):
     assert "did you mean 'tinystories'" in capsys.readouterr().err
     assert run_command("leaderboard", ["--help"]) == 0
     assert "calibrate_steps" in capsys.readouterr().out
+
+
+def test_no_room_after_calibration_leaves_configs_that_match_the_plan(texts, tmp_path, capsys,
+                                                                      monkeypatch):  # fmt: skip
+    """Calibration so slow (fake clock) that no further step fits: the run ends at the
+    calibration checkpoint, and config.toml / run.toml say max_steps = calibrate_steps (they
+    used to keep 100000 while the plan said 4), with the cosine the calibration ran with."""
+    clock = FakeClock(tick=0.2)
+    for module in ("tinylm.apps.pipeline", "tinylm.train.loop", "tinylm.train.runstate",
+                   "tinylm.train.runtime"):  # fmt: skip
+        monkeypatch.setattr(importlib.import_module(module), "time", clock)
+    out = tmp_path / "lb_full"
+    argv = _args(texts, out, *CALIBRATED)
+    assert run_command("leaderboard", argv) == 0
+    log = capsys.readouterr().out
+    record = json.loads((out / "budget.json").read_text())
+    plan = record["plan"]
+    assert plan["max_steps"] == 4 and record["stopped"] == "time budget"
+    assert [line for line in log.splitlines() if "ms/step" in line] == [describe_plan(plan)]
+    assert "no further step fits" in log
+    for name in ("config.toml", "run.toml"):
+        _, config = load_run_config(out / name)
+        assert config.train.max_steps == plan["max_steps"] == 4, name
+        assert config.optim.cosine_steps == 100000, name  # the schedule the 4 steps ran on
+    assert _metrics(out)[-1]["step"] == 4
+    assert "steps: 4 of 4" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize(("signal_name", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_interrupted_run_exits_like_train_lm(monkeypatch, tmp_path, signal_name, status):
+    """A run a signal stopped (checkpointed) ends with 128 + signal, as train-lm does."""
+    result = SimpleNamespace(stopped="interrupted", signal=signal_name)
+    monkeypatch.setattr(cli_module, "run_pipeline", lambda *a, **k: SimpleNamespace(result=result))
+    argv = ["--train-text", "t", "--val-text", "v", "--out", str(tmp_path / "x")]
+    assert run_command("tinystories", argv) == status
+    result.stopped, result.signal = "finished", None
+    assert run_command("tinystories", argv) == 0

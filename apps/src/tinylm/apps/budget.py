@@ -206,6 +206,6 @@ def describe_plan(plan: dict[str, Any]) -> str:
     )
     return (
         f"budget: {plan['step_seconds'] * 1e3:.1f} ms/step measured -> {plan['max_steps']:,} "
-        f"steps (the cosine ends there), predicted to end at {plan['predicted_seconds']:.0f} s "
+        f"steps (the schedule ends there), predicted to end at {plan['predicted_seconds']:.0f} s "
         f"of the {plan['budget_seconds']:.0f} s budget; hard stop at {hard_stop:.0f} s"
     )

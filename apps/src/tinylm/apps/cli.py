@@ -5,13 +5,15 @@
     leaderboard --train-text owt_train.txt --val-text owt_valid.txt --budget-hours 1.5
     tinystories --out runs/tinystories --resume        # continue; the saved run.toml is reused
 
-Bad input ends with one `error: ...` line and exit status 2; no traceback, no lost work.
+Bad input ends with one `error: ...` line and exit status 2; no traceback, no lost work. A
+SIGINT/SIGTERM stops the run after a checkpoint with status 130/143, as train-lm does.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
+import signal
 import sys
 
 from tinylm.apps.config import RUNS, load_run_config, run_config_path
@@ -92,11 +94,19 @@ def run_command(name: str, argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
         app, config = load_run_config(source, overrides, base=name if options["config"] else None)
-        run_pipeline(
+        done = run_pipeline(
             app, config, out, resume=bool(options["resume"]), progress=bool(options["progress"])
         )
+        return interrupted_status(done.result)
 
     return run_cli(run)
+
+
+def interrupted_status(result) -> int:
+    """0, or 130/143 for a run a signal stopped (after its checkpoint), as train-lm exits."""
+    if result.stopped == "interrupted" and result.signal:
+        return 128 + signal.Signals[result.signal].value
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

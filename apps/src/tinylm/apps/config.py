@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import tempfile
 import tomllib
 import typing
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from typing import Any
 
 import tomli_w
 
-from tinylm.train import TrainConfig, load_config
+from tinylm.train import TrainConfig, apply_overrides, atomic_write
 
 __all__ = [
     "RUNS",
@@ -108,22 +107,14 @@ def load_run_config(
     overrides = dict(overrides or {})
     app_overrides = {k: overrides.pop(k) for k in list(overrides) if k.startswith("app.")}
     app = _build_app(app_raw, app_overrides)
-    # train's own loader parses and validates the remaining keys (types, typos with hints); it
-    # reads files, so the [app]-free remainder goes through a temporary one.
-    with tempfile.TemporaryDirectory() as tmp:
-        train_path = Path(tmp) / path.name
-        train_path.write_text(tomli_w.dumps(raw))
-        config = load_config(train_path, overrides)
-    return app, config
+    # train parses and validates the remaining keys (types, typos with hints), as load_config does.
+    return app, TrainConfig.from_dict(apply_overrides(raw, overrides))
 
 
 def save_run_config(app: AppConfig, config: TrainConfig, path: str | os.PathLike) -> None:
     """Write `[app]` + the train sections as one TOML, atomically (reloadable for --resume)."""
     path = Path(path)
-    text = tomli_w.dumps({"app": dataclasses.asdict(app), **config.to_dict()})
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, tomli_w.dumps({"app": dataclasses.asdict(app), **config.to_dict()}))
 
 
 def _build_app(raw: dict[str, Any], overrides: dict[str, Any]) -> AppConfig:

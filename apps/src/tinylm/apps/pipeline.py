@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tinylm.apps.budget import plan_budget, uncalibrated_max_seconds
+from tinylm.apps.budget import describe_plan, plan_budget, uncalibrated_max_seconds
 from tinylm.apps.config import AppConfig, save_run_config
 from tinylm.apps.prepare import Prepared, prepare_tokens
 from tinylm.apps.report import write_report
@@ -33,10 +33,12 @@ from tinylm.train import (
     MetricsLog,
     RunResult,
     TrainConfig,
+    atomic_write,
+    check_resume,
+    checkpoint_step,
     find_checkpoints,
-    load_tokenizer,
-    sample_text,
     train,
+    write_sample,
 )
 
 __all__ = ["PipelineResult", "run_pipeline"]
@@ -68,14 +70,7 @@ def run_pipeline(
     for value, flag in ((app.train_text, "--train-text"), (app.val_text, "--val-text")):
         if not value:
             raise ValueError(f"{flag} is required (or set app.{flag[2:].replace('-', '_')})")
-    has_checkpoints = bool(find_checkpoints(out))
-    if resume and not has_checkpoints:
-        raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoints'} to resume from")
-    if not resume and has_checkpoints:
-        raise ValueError(
-            f"{out} already holds a run; pass --resume to continue it, or choose another --out "
-            "(existing work is never overwritten)"
-        )
+    check_resume(out, resume, flag="--out")  # train's rule; train() checks again under its lock
 
     start = time.perf_counter()
     prepared = prepare_tokens(
@@ -99,18 +94,9 @@ def run_pipeline(
     if result.sample is None and result.model is not None and config.sample.max_new_tokens > 0:
         # Stopped early (budget or signal): train() samples only after a finished schedule.
         # This sample comes after the budget and is not counted against it.
-        result.sample = sample_text(
-            result.model,
-            load_tokenizer(prepared.tokenizer_dir, config.data.special_tokens),
-            config.sample.prompt,
-            config.sample.max_new_tokens,
-            temperature=config.sample.temperature,
-            top_p=config.sample.top_p,
-            seed=config.sample.seed,
+        result.sample = write_sample(
+            out / "sample.txt", result.model, prepared.tokenizer, config.sample
         )
-        tmp = out / "sample.txt.tmp"
-        tmp.write_text(result.sample + "\n")
-        os.replace(tmp, out / "sample.txt")
     report = write_report(
         out,
         app=app,
@@ -139,7 +125,7 @@ def _train_on_budget(
     start = time.perf_counter()
     if resume:
         # Spent so far: what was recorded, plus train's clock beyond the last record (a crash).
-        step = int(find_checkpoints(out)[-1].stem.split("_")[1])
+        step = checkpoint_step(find_checkpoints(out)[-1])
         clock = max(
             (r["wallclock"] for r in MetricsLog(out / "metrics.jsonl").read() if r["step"] <= step),
             default=0.0,
@@ -196,17 +182,19 @@ def _train_on_budget(
                 config=config,
             ).to_dict()
             _write_json(state_path, {"used_seconds": elapsed, "clock_seconds": clock, "plan": plan})
+        if result.stopped == "stop_at":
+            log(describe_plan(plan))
         if result.stopped == "stop_at" and plan["max_seconds"] <= clock:
-            # Not even one more step fits: the calibration checkpoint is the final model.
-            log("budget: no room for another step after calibration; stopping here")
+            # Not even one more step fits: the calibration checkpoint is the final model. The
+            # saved configs say so (max_steps = the calibration's steps) and keep the schedule
+            # the calibration ran with, so a later --resume continues that run, not a longer one.
             result.stopped = "time budget"
+            ran = {"cosine_steps": config.optim.cosine_steps or config.train.max_steps}
+            config = first.replace(train={"max_steps": calibrate}, optim=ran)
+            config.save(out / "config.toml")
+            ceiling = {"max_seconds": 0.0 if math.isinf(cap) else cap}
+            save_run_config(app, config.replace(train=ceiling), out / "run.toml")
         elif result.stopped == "stop_at":
-            log(
-                f"budget: {plan['step_seconds'] * 1e3:.1f} ms/step measured -> "
-                f"{plan['max_steps']:,} steps planned (the {config.optim.schedule} schedule ends "
-                f"there), predicted {plan['predicted_seconds']:.0f} s of {budget:.0f} s; "
-                f"hard stop at {plan['max_seconds']:.0f} s of training clock"
-            )
             config = config.replace(
                 train={
                     "max_steps": plan["max_steps"],
@@ -248,6 +236,4 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(value, indent=2))

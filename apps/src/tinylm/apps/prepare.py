@@ -16,12 +16,12 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tinylm.bpe import Tokenizer, train_bpe
-from tinylm.train import DataConfig, load_tokenizer
+from tinylm.train import DataConfig, atomic_open, atomic_write, load_tokenizer
 
 __all__ = ["Prepared", "file_fingerprint", "prepare_tokens"]
 
@@ -35,6 +35,8 @@ class Prepared:
     train_tokens: Path
     val_tokens: Path
     steps: dict[str, dict[str, Any]]  # "tokenizer" / "train" / "val" -> meta (+ "cached": bool)
+    # The tokenizer in memory (just trained, or loaded once from the cache), for the sample.
+    tokenizer: Tokenizer | None = field(default=None, compare=False, repr=False)
 
 
 def file_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
@@ -66,15 +68,17 @@ def prepare_tokens(
     out = Path(out_dir)
     tok_dir = out / "tokenizer"
     tok_dir.mkdir(parents=True, exist_ok=True)
-    steps = {"tokenizer": _tokenizer(train_text, data, tok_dir, progress, log)}
-    tokenizer = load_tokenizer(tok_dir, data.special_tokens)
+    meta, tokenizer = _tokenizer(train_text, data, tok_dir, progress, log)
+    steps = {"tokenizer": meta}
     tok_hash = _files_hash(tok_dir / "vocab.json", tok_dir / "merges.txt")
     for split, src in (("train", train_text), ("val", val_text)):
         steps[split] = _encode(tokenizer, tok_hash, src, out / f"{split}.npy", data, progress, log)
-    return Prepared(tok_dir, out / "train.npy", out / "val.npy", steps)
+    return Prepared(tok_dir, out / "train.npy", out / "val.npy", steps, tokenizer)
 
 
-def _tokenizer(text: Path, data: DataConfig, tok_dir: Path, progress: bool, log) -> dict[str, Any]:
+def _tokenizer(
+    text: Path, data: DataConfig, tok_dir: Path, progress: bool, log
+) -> tuple[dict[str, Any], Tokenizer]:
     wanted = {
         "source": str(text.resolve()),
         "fingerprint": file_fingerprint(text),
@@ -85,7 +89,7 @@ def _tokenizer(text: Path, data: DataConfig, tok_dir: Path, progress: bool, log)
     meta = _read_meta(tok_dir / "meta.json")
     if meta is not None and _same(meta, wanted, skip=("source",)):
         log(f"tokenizer: reusing {tok_dir} ({meta['vocab_len']} tokens, cached)")
-        return {**meta, "cached": True}
+        return {**meta, "cached": True}, load_tokenizer(tok_dir, data.special_tokens)
 
     start = time.perf_counter()
     source = text
@@ -96,9 +100,8 @@ def _tokenizer(text: Path, data: DataConfig, tok_dir: Path, progress: bool, log)
     used = source.stat().st_size
     log(f"tokenizer: training a {data.vocab_size}-token BPE on {used / 1e6:,.1f} MB of {text}")
     vocab, merges = train_bpe(source, data.vocab_size, list(data.special_tokens), progress=progress)
-    Tokenizer(vocab, merges, list(data.special_tokens)).save(
-        tok_dir / "vocab.json", tok_dir / "merges.txt"
-    )
+    tokenizer = Tokenizer(vocab, merges, list(data.special_tokens))
+    tokenizer.save(tok_dir / "vocab.json", tok_dir / "merges.txt")
     if source != text:
         source.unlink()
     meta = {
@@ -109,7 +112,7 @@ def _tokenizer(text: Path, data: DataConfig, tok_dir: Path, progress: bool, log)
     }
     _write_meta(tok_dir / "meta.json", meta)
     log(f"tokenizer: {len(vocab)} tokens in {meta['seconds']:.1f} s -> {tok_dir}")
-    return {**meta, "cached": False}
+    return {**meta, "cached": False}, tokenizer
 
 
 def _encode(
@@ -152,17 +155,11 @@ def _write_head(src: Path, dst: Path, max_bytes: int, separator: str | None) -> 
     Falls back to the last newline, then to the last whole UTF-8 character, when the tail
     window (16 MiB) holds no separator.
     """
-    tmp = dst.with_name(dst.name + ".tmp")
-    with open(src, "rb") as f, open(tmp, "wb") as g:
-        left = max_bytes
-        while left > 0 and (block := f.read(min(left, 64 << 20))):
-            g.write(block)
-            left -= len(block)
-    size = tmp.stat().st_size
+    size = min(max_bytes, src.stat().st_size)
     window = min(size, 16 << 20)
-    with open(tmp, "r+b") as g:
-        g.seek(size - window)
-        tail = g.read()
+    with open(src, "rb") as f:
+        f.seek(size - window)
+        tail = f.read(window)
         mark = separator.encode() if separator else b"\n"
         if (cut := tail.rfind(mark)) >= 0:
             keep = cut + len(mark)
@@ -170,8 +167,12 @@ def _write_head(src: Path, dst: Path, max_bytes: int, separator: str | None) -> 
             keep = cut + 1
         else:
             keep = utf8_prefix(tail)
-        g.truncate(size - window + keep)
-    os.replace(tmp, dst)
+        f.seek(0)
+        left = size - window + keep
+        with atomic_open(dst) as g:
+            while left > 0 and (block := f.read(min(left, 64 << 20))):
+                g.write(block)
+                left -= len(block)
 
 
 def utf8_prefix(data: bytes) -> int:
@@ -205,6 +206,4 @@ def _read_meta(path: Path) -> dict[str, Any] | None:
 
 
 def _write_meta(path: Path, meta: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(meta, indent=2))

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from tinylm.nn import model_stats
-from tinylm.train import MetricsLog
+from tinylm.train import MetricsLog, atomic_write
 
 __all__ = ["H100_BF16_PEAK_FLOPS", "report_title", "write_report"]
 
@@ -269,8 +269,4 @@ def write_report(
     )
     lines.append("")
 
-    path = out / "report.md"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, path)
-    return path
+    return atomic_write(out / "report.md", "\n".join(lines))

@@ -29,7 +29,7 @@ from tinylm.apps.study_run import (
     prepare_study_data,
     run_study,
 )
-from tinylm.train import run_cli, split_command_line
+from tinylm.train import atomic_write, run_cli, split_command_line
 
 __all__ = ["main"]
 
@@ -143,9 +143,7 @@ def accounting(options: dict) -> None:
     if "--out" in options:
         out = Path(str(options["--out"])) / "accounting"
         out.mkdir(parents=True, exist_ok=True)
-        tmp = out / "report.md.tmp"
-        tmp.write_text(text)
-        tmp.replace(out / "report.md")
+        atomic_write(out / "report.md", text)
         _log(f"written {out / 'report.md'}")
 
 

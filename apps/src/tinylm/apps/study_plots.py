@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tinylm.train import atomic_open
+
 __all__ = ["plot_curves", "plot_sweep"]
 
 
@@ -27,9 +29,8 @@ def _figure(size=(8, 5)):
 
 def _save(fig, out: Path) -> Path:
     fig.tight_layout()
-    tmp = out.with_name(out.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=100)
-    os.replace(tmp, out)
+    with atomic_open(out) as f:
+        fig.savefig(f, format="png", dpi=100)
     return out
 
 

@@ -19,7 +19,7 @@ from tinylm.apps.study import StudyPlan
 from tinylm.apps.study_plots import plot_curves, plot_sweep
 from tinylm.apps.study_run import PointState
 from tinylm.nn import model_stats
-from tinylm.train import MetricsLog, load_config
+from tinylm.train import MetricsLog, atomic_write, load_config
 
 __all__ = ["PointResult", "collect_results", "write_study_report"]
 
@@ -228,8 +228,4 @@ def write_study_report(
         f"{plan.study} --print-commands` prints the commands.",
         "",
     ]
-    path = study_dir / "report.md"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, path)
-    return path
+    return atomic_write(study_dir / "report.md", "\n".join(lines))

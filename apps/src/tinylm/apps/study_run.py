@@ -29,6 +29,7 @@ from tinylm.apps.study import Point, StudyPlan
 from tinylm.train import (
     MetricsLog,
     TrainConfig,
+    atomic_write,
     find_checkpoints,
     load_config,
     prepare_data,
@@ -245,9 +246,7 @@ def run_study(
             with lock:
                 oom_at.append(point.value)
         record = {"status": state.status, "step": state.step, "message": state.message}
-        tmp = run_dir / "study.json.tmp"
-        tmp.write_text(json.dumps(record | {"exit_status": code}) + "\n")
-        os.replace(tmp, run_dir / "study.json")
+        atomic_write(run_dir / "study.json", json.dumps(record | {"exit_status": code}) + "\n")
         say(f"{tag}: {state.status}" + (f" ({state.message})" if state.message else ""))
         states[point.name] = state
         bar.update(1)

@@ -24,6 +24,7 @@ from tinylm.train.config import (
     RunConfig,
     SampleConfig,
     TrainConfig,
+    apply_overrides,
     bundled_configs,
     default_config_path,
     load_config,
@@ -31,12 +32,20 @@ from tinylm.train.config import (
 )
 from tinylm.train.data import check_tokens, get_batch, open_tokens
 from tinylm.train.errors import RunFailed, RunInterrupted, run_cli
+from tinylm.train.files import atomic_open, atomic_write
 from tinylm.train.hf_cli import export_hf, import_hf
 from tinylm.train.loop import RunResult, TrainingDiverged, train
 from tinylm.train.metrics import MetricsLog, plot_losses, unigram_entropy
 from tinylm.train.prepare import PreparedData, bundled_corpus, load_tokenizer, prepare_data
-from tinylm.train.rundir import RunLock, find_checkpoints
-from tinylm.train.sampling import sample_text
+from tinylm.train.rundir import (
+    RunLock,
+    check_resume,
+    checkpoint_path,
+    checkpoint_step,
+    find_checkpoints,
+    prepare_run_dir,
+)
+from tinylm.train.sampling import sample_text, write_sample
 
 __all__ = [
     "DataConfig",
@@ -53,10 +62,16 @@ __all__ = [
     "SampleConfig",
     "TrainConfig",
     "TrainingDiverged",
+    "apply_overrides",
+    "atomic_open",
+    "atomic_write",
     "bundled_configs",
     "bundled_corpus",
     "capture_rng_state",
+    "check_resume",
     "check_tokens",
+    "checkpoint_path",
+    "checkpoint_step",
     "default_config_path",
     "export_hf",
     "find_checkpoints",
@@ -68,6 +83,7 @@ __all__ = [
     "open_tokens",
     "plot_losses",
     "prepare_data",
+    "prepare_run_dir",
     "read_checkpoint",
     "restore_rng_state",
     "run_cli",
@@ -77,4 +93,5 @@ __all__ = [
     "train",
     "unigram_entropy",
     "validate_config",
+    "write_sample",
 ]

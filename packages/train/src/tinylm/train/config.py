@@ -41,6 +41,7 @@ import tomli_w
 
 from tinylm.nn import ComputeConfig, ModelConfig, split_compute_keys
 from tinylm.optim import OPTIMIZER_KINDS, SCHEDULE_KINDS
+from tinylm.train.files import atomic_write
 
 __all__ = [
     "DataConfig",
@@ -266,10 +267,7 @@ class TrainConfig:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the config as TOML atomically."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_toml())
-        os.replace(tmp, path)
+        atomic_write(path, self.to_toml())
 
 
 def _move_legacy_keys(raw: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,6 @@ no extra dependency; the tests check it against the `safetensors` library.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -32,6 +31,7 @@ import torch
 from einops import rearrange
 
 from tinylm.nn import ModelConfig
+from tinylm.train.files import atomic_open
 
 __all__ = [
     "atomic_open",
@@ -370,22 +370,6 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except (struct.error, ValueError, KeyError, TypeError, RuntimeError) as e:
         raise ValueError(f"{path} is not a readable safetensors file ({e})") from None
     return out
-
-
-@contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb"):
-    """Write to `<path>.tmp`, fsync, then rename over `path`: it appears complete or not at all."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        encoding = None if "b" in mode else "utf-8"
-        with open(tmp, mode, encoding=encoding) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_json(path: str | os.PathLike, value: Any) -> None:

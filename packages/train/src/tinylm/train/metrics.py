@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from tinylm.train.files import atomic_open, atomic_write
+
 __all__ = ["MetricsLog", "init_wandb", "plot_losses", "unigram_entropy"]
 
 
@@ -52,9 +54,7 @@ class MetricsLog:
 
     def truncate_after(self, step: int) -> None:
         kept = [r for r in self.read() if r.get("step", 0) <= step]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(tmp, self.path)
+        atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def plot_losses(records: list[dict[str, Any]], out: str | os.PathLike, title: str = "") -> None:
@@ -84,10 +84,8 @@ def plot_losses(records: list[dict[str, Any]], out: str | os.PathLike, title: st
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=100)
-    os.replace(tmp, out)
+    with atomic_open(out) as f:
+        fig.savefig(f, format="png", dpi=100)
 
 
 def init_wandb(project: str, name: str, config: dict[str, Any], run_dir: Path):

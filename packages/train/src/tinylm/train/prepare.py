@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tinylm.bpe import Tokenizer, train_bpe
 from tinylm.train.config import DataConfig
+from tinylm.train.files import atomic_write
 
 __all__ = ["PreparedData", "bundled_corpus", "load_tokenizer", "prepare_data"]
 
@@ -132,9 +133,7 @@ def prepare_data(
     )
     (out / "tokenizer_train.txt").unlink()
     meta = {**identity, "train_tokens": len(train_ids), "val_tokens": len(val_ids)}
-    tmp = out / "meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, out / "meta.json")
+    atomic_write(out / "meta.json", json.dumps(meta, indent=2))
     return result
 
 

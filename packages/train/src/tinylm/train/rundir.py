@@ -21,6 +21,7 @@ except ImportError:  # Windows: no flock; runs there are not protected against e
 __all__ = [
     "CHECKPOINT_NAME",
     "RunLock",
+    "check_resume",
     "checkpoint_path",
     "checkpoint_step",
     "find_checkpoints",
@@ -95,6 +96,22 @@ class RunLock:
             self.fd = None
 
 
+def check_resume(run_dir: str | Path, resume: bool, flag: str = "--run.name") -> None:
+    """The one refusal rule: --resume needs a checkpoint, a fresh run needs none (existing work
+    is never overwritten). `flag` is the option that picks another directory."""
+    run_dir = Path(run_dir)
+    existing = find_checkpoints(run_dir)
+    if resume and not existing:
+        raise FileNotFoundError(
+            f"--resume: no checkpoint in {run_dir / 'checkpoints'} to resume from"
+        )
+    if not resume and existing:
+        raise ValueError(
+            f"{run_dir} already holds checkpoints; pass --resume to continue it, or choose "
+            f"another {flag} (existing work is never overwritten)"
+        )
+
+
 def prepare_run_dir(run_dir: Path, resume: bool) -> RunLock:
     """Create the run directory, prove it writable, lock it, and refuse to clobber or resume
     nothing. Returns the held lock; stale checkpoint temporaries are removed under it."""
@@ -109,16 +126,7 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> RunLock:
         ) from None
     lock = RunLock(run_dir).acquire()
     try:
-        existing = find_checkpoints(run_dir)
-        if resume and not existing:
-            raise FileNotFoundError(
-                f"--resume: no checkpoint in {run_dir / 'checkpoints'} to resume from"
-            )
-        if not resume and existing:
-            raise ValueError(
-                f"{run_dir} already holds checkpoints; pass --resume to continue it, or choose "
-                "another --run.name (existing work is never overwritten)"
-            )
+        check_resume(run_dir, resume)
         remove_stale_temporaries(run_dir)
     except BaseException:
         lock.release()

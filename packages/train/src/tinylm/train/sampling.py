@@ -10,6 +10,7 @@ import torch
 from tinylm.bpe import Tokenizer
 from tinylm.nn import generate
 from tinylm.train.config import SampleConfig
+from tinylm.train.files import atomic_write
 
 __all__ = ["sample_text", "write_sample"]
 
@@ -78,7 +79,5 @@ def write_sample(
         top_k=cfg.top_k,
         seed=cfg.seed,
     )
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(sample + "\n")
-    tmp.replace(path)
+    atomic_write(path, sample + "\n")
     return sample

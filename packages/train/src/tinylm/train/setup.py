@@ -9,7 +9,6 @@ embedding, head, scalar) through `tinylm.optim.build_optimizers`, one `Optimizer
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from tinylm.optim import LRSchedule, OptimizerHParams, OptimizerSet, build_optim
 from tinylm.train.checkpoint import UnsafeCheckpoint, load_checkpoint, read_checkpoint
 from tinylm.train.config import OptimConfig, TrainConfig
 from tinylm.train.data import check_tokens, open_tokens
+from tinylm.train.files import atomic_write
 from tinylm.train.metrics import unigram_entropy
 from tinylm.train.prepare import load_tokenizer, prepare_data
 from tinylm.train.rundir import find_checkpoints
@@ -268,4 +268,6 @@ def save_run_files(cfg: TrainConfig, data: RunData, write_config: bool = True) -
     if data.tokenizer_dir is not None:
         (run_dir / "tokenizer").mkdir(exist_ok=True)
         for name in ("vocab.json", "merges.txt"):
-            shutil.copyfile(data.tokenizer_dir / name, run_dir / "tokenizer" / name)
+            source, target = data.tokenizer_dir / name, run_dir / "tokenizer" / name
+            if not (target.exists() and source.samefile(target)):  # already the run's own
+                atomic_write(target, source.read_bytes())

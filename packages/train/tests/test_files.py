@@ -1,0 +1,75 @@
+"""The one atomic writer (tinylm.train.atomic_write / atomic_open)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tinylm.train import atomic_open, atomic_write
+
+
+def test_atomic_write_str_and_bytes(tmp_path):
+    path = tmp_path / "a.txt"
+    assert atomic_write(path, "héllo\n") == path
+    assert path.read_bytes() == "héllo\n".encode()
+    atomic_write(path, b"\x00\xff")
+    assert path.read_bytes() == b"\x00\xff"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]  # no temporary left
+
+
+def test_failure_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text("old")
+    with pytest.raises(RuntimeError, match="boom"), atomic_open(path, "w") as f:
+        f.write("half of the new")
+        raise RuntimeError("boom")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]
+
+
+def test_unencodable_data_leaves_the_old_file(tmp_path):
+    path = tmp_path / "x.bin"
+    path.write_bytes(b"old")
+    with pytest.raises(TypeError):
+        atomic_write(path, 3)  # neither str nor bytes
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]
+
+
+def test_a_directory_as_target_is_one_clear_error(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        atomic_write(tmp_path, "x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_text_mode_writes_utf8_and_files_are_readable(tmp_path):
+    path = tmp_path / "s.txt"
+    with atomic_open(path, "w") as f:
+        f.write("ü")
+    assert path.read_bytes() == "ü".encode()
+    assert path.stat().st_mode & 0o644 == 0o644
+
+
+def test_save_run_files_when_the_tokenizer_is_the_runs_own(tmp_path):
+    """data.tokenizer_dir = <run>/tokenizer (e.g. a resume pointed at it): no SameFileError."""
+    from types import SimpleNamespace
+
+    from tinylm.nn import ModelConfig
+    from tinylm.train import TrainConfig
+    from tinylm.train.setup import save_run_files
+
+    cfg = TrainConfig(model=ModelConfig(64, 8, 16, 1, 2, 32)).replace(
+        run={"root": str(tmp_path), "name": "r"}
+    )
+    tok = cfg.run_dir / "tokenizer"
+    tok.mkdir(parents=True)
+    (tok / "vocab.json").write_text("{}")
+    (tok / "merges.txt").write_text("#v\n")
+    save_run_files(cfg, SimpleNamespace(tokenizer_dir=tok))
+    assert (tok / "vocab.json").read_text() == "{}"
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "vocab.json").write_text('{"a": 0}')
+    (other / "merges.txt").write_text("#v2\n")
+    save_run_files(cfg, SimpleNamespace(tokenizer_dir=other))
+    assert (tok / "vocab.json").read_text() == '{"a": 0}'
+    assert (cfg.run_dir / "config.toml").is_file()
