@@ -83,6 +83,22 @@ def test_recipe_points_share_one_wall_clock():
     assert modern.overrides["model.d_model"] == "16" and modern.overrides["train.batch_size"] == "4"
 
 
+def test_recipe_point_matches_the_baselines_parameter_count():
+    """The modern point's FFN (ReLU², two matrices) gets the d_ff that keeps the baseline's
+    parameter count (SwiGLU, three matrices), not the baseline's literal width."""
+    from tinylm.nn import ModelConfig, model_stats
+    from tinylm.train import load_config
+
+    plan = plan_study("recipe", "cpu", TINY)
+    _, modern = plan.points
+    ref = load_config(overrides=TINY).model
+    ffn = load_config("modern").model.ffn
+    d_ff = int(modern.overrides["model.d_ff"])
+    assert ffn == "relu2" and d_ff == round(ref.d_ff * 3 / 2)
+    matched = ModelConfig(**{**ref.to_dict(), "ffn": ffn, "d_ff": d_ff})
+    assert model_stats(matched).params == model_stats(ref).params
+
+
 def test_print_commands(tmp_path, capsys):
     args = [f"--{k}={v}" for k, v in TINY.items()]
     code = main(["ablations", "--out", str(tmp_path), "--print-commands", *args])

@@ -191,6 +191,10 @@ def _recipe_points(cfg: TrainConfig, scale: str) -> list[Point]:
     # The modern config brings its own switches and optimizer; shape, data, batch and eval are
     # the reference's, so the two points differ by the recipe only.
     same = {f"model.{k}": str(getattr(cfg.model, k)) for k in _SHAPE}
+    # The recipe may use another FFN (ReLU² has two matrices): match the reference's parameter
+    # count rather than its literal width.
+    modern_ffn = load_config("modern").model.ffn
+    same["model.d_ff"] = str(cfg.model.with_ffn(modern_ffn).d_ff)
     same |= {k: str(_get(cfg, k)) for k in _SHARED}
     return [
         Point("baseline", over, f"baseline (AdamW + cosine), {seconds:g} s"),
