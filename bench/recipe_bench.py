@@ -30,25 +30,25 @@ import os
 # Shape checks cost time in the hot path; this bench measures speed (set before tinylm.nn loads).
 os.environ.setdefault("TINYLM_TYPECHECK", "0")
 
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import re  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-from tinylm.bpe import Tokenizer, train_bpe  # noqa: E402
-from tinylm.nn import ComputeConfig, ModelConfig, TransformerLM, default_d_ff  # noqa: E402
-from tinylm.optim import LRSchedule, OptimizerHParams, build_optimizers, clip_grad_norm  # noqa: E402
+from tinylm.bpe import Tokenizer, train_bpe
+from tinylm.nn import ComputeConfig, ModelConfig, TransformerLM, default_d_ff
+from tinylm.optim import LRSchedule, OptimizerHParams, build_optimizers, clip_grad_norm
 
 # --------------------------------------------------------------------------------------------
 # The modern recipe: the ONE place its values live. Keys are the bundled config's TOML keys:
@@ -108,8 +108,7 @@ MODEL_KEYS = (
 )
 
 BUNDLED_TEXT = (
-    Path(__file__).resolve().parents[1]
-    / "packages/train/src/tinylm/train/data/openprose_4M.txt"
+    Path(__file__).resolve().parents[1] / "packages/train/src/tinylm/train/data/openprose_4M.txt"
 )
 SPECIAL = "<|endoftext|>"
 
@@ -234,7 +233,11 @@ class Contender:
     elapsed: float = 0.0
     evals: dict = dataclasses.field(default_factory=dict)  # fraction -> (loss, step, tokens)
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, budget: float, sync) -> None:
+    def spent(self, steps_mode: bool) -> float:
+        """How much of its budget this contender has used: seconds, or steps with --steps."""
+        return float(self.step) if steps_mode else self.elapsed
+
+    def train_step(self, x, y, budget: float, sync, steps_mode: bool = False) -> None:
         t0 = time.perf_counter()
         logits = self.logits(x)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
@@ -246,7 +249,7 @@ class Contender:
         self.elapsed += time.perf_counter() - t0
         self.step += 1
         self.tokens += y.numel()
-        self.schedule.step(progress=self.elapsed / budget)
+        self.schedule.step(progress=self.spent(steps_mode) / budget)
 
     @torch.no_grad()
     def evaluate(self, windows: torch.Tensor, batch: int) -> float:
@@ -368,7 +371,10 @@ def make_peer(name: str, shape: Shape, vocab: int, device, seed: int, lr: float)
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": b["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+        [
+            {"params": decay, "weight_decay": b["weight_decay"]},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
         lr=lr,
         betas=b["betas"],
         eps=1e-8,
@@ -438,7 +444,10 @@ def build_contenders(names: list[str], variants: dict, shape, vocab, device, see
         elif name.startswith("peer@"):
             out.append(make_peer(name, shape, vocab, device, seed, float(name[5:])))
         elif name in variants:
-            out.append(make_modern(name, shape, vocab, device, seed, variants[name]))
+            c = make_modern(name, shape, vocab, device, seed, variants[name])
+            diff = [f"{k}={v}" for k, v in variants[name].items() if MODERN[k] != v]
+            c.describe = "modern, " + (", ".join(diff) or "unchanged")
+            out.append(c)
         else:
             raise ValueError(f"unknown contender {name!r}")
     return out
@@ -449,8 +458,12 @@ def build_contenders(names: list[str], variants: dict, shape, vocab, device, see
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 
 
-def run(contenders: list[Contender], batches: Batches, windows, budget, slice_s, sync, log):
-    """Round-robin time slices until every contender has spent its budget; evals untimed."""
+def run(contenders, batches: Batches, windows, budget, slice_s, sync, log, steps_mode=False):
+    """Round-robin time slices until every contender has spent its budget; evals untimed.
+
+    `budget` is seconds of each contender's own compute, or steps when `steps_mode` (--steps:
+    equal steps instead of equal time, a low-noise tuning aid on a loaded machine).
+    """
     eval_batch = batches.batch
     for c in contenders:  # untimed warm-up (lazy inits, kernel choice); the grads are dropped
         x, _ = batches(0)
@@ -462,11 +475,11 @@ def run(contenders: list[Contender], batches: Batches, windows, budget, slice_s,
     while active:
         for c in list(active):
             start = c.elapsed
-            while c.elapsed < budget and (c.elapsed - start < slice_s):
+            while c.spent(steps_mode) < budget and (c.elapsed - start < slice_s):
                 x, y = batches(c.step)
-                c.train_step(x, y, budget, sync)
+                c.train_step(x, y, budget, sync, steps_mode)
                 for frac in FRACTIONS:
-                    if frac not in c.evals and c.elapsed >= frac * budget:
+                    if frac not in c.evals and c.spent(steps_mode) >= frac * budget - 1e-9:
                         done = [v for v in c.evals.values() if v[1] == c.step]
                         loss = done[0][0] if done else c.evaluate(windows, eval_batch)
                         c.evals[frac] = (loss, c.step, c.tokens)
@@ -475,7 +488,7 @@ def run(contenders: list[Contender], batches: Batches, windows, budget, slice_s,
                             f"{c.tokens / c.elapsed:8,.0f} tok/s  val {loss:.4f}  "
                             f"(wall {time.perf_counter() - wall0:6.0f} s)"
                         )
-            if c.elapsed >= budget:
+            if c.spent(steps_mode) >= budget:
                 active.remove(c)
 
 
@@ -483,7 +496,7 @@ def fmt(x: float | None, spec: str = ".4f") -> str:
     return "n/a" if x is None or not math.isfinite(x) else format(x, spec)
 
 
-def report(contenders: list[Contender], budget: float) -> tuple[list[dict], str]:
+def report(contenders: list[Contender], budget: float, unit: str = "s") -> tuple[list[dict], str]:
     rows = []
     for c in contenders:
         rows.append(
@@ -512,7 +525,8 @@ def report(contenders: list[Contender], budget: float) -> tuple[list[dict], str]
     lr = best_peer["name"][5:] if best_peer else "n/a"
     line = (
         f"recipe-bench: peer {fmt(l0)} (lr {lr}), baseline {fmt(l1)}, modern {fmt(l2)} nats at "
-        f"{budget:g} s; modern − baseline = {fmt(d1, '+.4f')}; modern − peer = {fmt(d2, '+.4f')}; "
+        f"{budget:g} {unit}; modern − baseline = {fmt(d1, '+.4f')}; "
+        f"modern − peer = {fmt(d2, '+.4f')}; "
         f"baseline tok/s / peer = {fmt(ratio, '.2f')}"
     )
     return rows, line
@@ -539,6 +553,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shape", choices=["cpu", "leaderboard", "tune"], default="cpu")
     p.add_argument("--quick", action="store_true", help="toy sizes (5 s each): checks the script")
     p.add_argument("--seconds", type=float, default=None, help="budget per contender (s)")
+    p.add_argument(
+        "--steps", type=int, default=0, help="tuning aid: budget in steps instead of seconds"
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument(
         "--contenders",
@@ -567,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
         shape = dataclasses.replace(shape, seconds=args.seconds)
     if args.text_bytes is not None:
         shape = dataclasses.replace(shape, text_bytes=args.text_bytes)
+    budget, unit = (args.steps, "steps") if args.steps > 0 else (shape.seconds, "s")
     if shape.seconds <= 0:
         print("error: --seconds must be > 0", file=sys.stderr)
         return 2
@@ -585,8 +603,11 @@ def main(argv: list[str] | None = None) -> int:
     known = {"baseline", "modern", *variants}
     bad = [n for n in names if n not in known and not re.fullmatch(r"peer@[0-9.]+(e-?\d+)?", n)]
     if bad:
-        print(f"error: unknown contender {bad[0]!r} (peer, peer@LR, baseline, modern, "
-              f"or a --variant name)", file=sys.stderr)
+        print(
+            f"error: unknown contender {bad[0]!r} (peer, peer@LR, baseline, modern, "
+            f"or a --variant name)",
+            file=sys.stderr,
+        )
         return 2
     names = [peer_name(float(n[5:])) if n.startswith("peer@") else n for n in names]
     if args.threads:
@@ -601,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
     windows = eval_windows(val_ids, shape.context_length, shape.eval_windows, device)
     contenders = build_contenders(names, variants, shape, vocab, device, args.seed)
     log(
-        f"recipe-bench: {len(contenders)} contenders x {shape.seconds:g} s, "
+        f"recipe-bench: {len(contenders)} contenders x {budget:g} {unit}, "
         f"{shape.num_layers}x{shape.d_model} h{shape.num_heads} ctx {shape.context_length} "
         f"vocab {vocab} batch {shape.batch_size}, {len(windows)} val windows "
         f"({len(windows) * shape.context_length:,} tokens), {len(train_ids):,} train tokens, "
@@ -610,8 +631,8 @@ def main(argv: list[str] | None = None) -> int:
     for c in contenders:
         log(f"  {c.name:>12}: {c.params / 1e6:.2f}M params, {c.describe}")
     wall0 = time.perf_counter()
-    run(contenders, batches, windows, shape.seconds, args.slice, sync, log)
-    rows, line = report(contenders, shape.seconds)
+    run(contenders, batches, windows, budget, args.slice, sync, log, steps_mode=args.steps > 0)
+    rows, line = report(contenders, budget, unit)
     log(f"done in {time.perf_counter() - wall0:.0f} s wall")
     print_table(rows, sys.stdout)
     if args.json:
@@ -620,7 +641,9 @@ def main(argv: list[str] | None = None) -> int:
             "device": str(device),
             "modern": {k: list(v) if isinstance(v, tuple) else v for k, v in MODERN.items()},
             "baseline": {k: list(v) if isinstance(v, tuple) else v for k, v in BASELINE.items()},
-            "variants": {n: {k: v for k, v in r.items() if MODERN[k] != v} for n, r in variants.items()},
+            "variants": {
+                n: {k: v for k, v in r.items() if MODERN[k] != v} for n, r in variants.items()
+            },
             "rows": rows,
             "last_line": line,
         }
