@@ -59,7 +59,7 @@ MODERN: dict = {
     "ffn": "relu2",  # d_ff rescaled to keep the parameter count (ModelConfig.with_ffn)
     "logit_softcap": 0.0,  # 15 cost 25% of the throughput here and lost 0.28 nats (RECIPE.md)
     "value_embeddings": 1,
-    "unet_skips": True,
+    "unet_skips": False,  # neutral per step at this scale (RECIPE.md); switchable
     "zero_init_proj": True,
     "parameter_free_norm": False,
     "tie_embeddings": False,
@@ -67,8 +67,8 @@ MODERN: dict = {
     "optimizer": "muon",  # Muon for "matrix", AdamW for "embedding"/"head"/"scalar"
     "schedule": "wsd",
     "muon_lr": 0.03,
-    "embedding_lr": 0.03,
-    "head_lr": 0.004,
+    "embedding_lr": 0.1,
+    "head_lr": 0.008,
     "scalar_lr": 0.02,
     "betas": (0.8, 0.95),  # AdamW roles
     "weight_decay": 0.0,  # AdamW embedding/head decay
