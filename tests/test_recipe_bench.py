@@ -47,7 +47,7 @@ def test_quick_run_prints_table_and_last_line(tmp_path):
         "--contenders",
         "peer@3e-3,baseline,modern",
         "--variant",
-        "nocap:logit_softcap=0,unet_skips=false",
+        "v2:muon_lr=0.0123,warmup_steps=3,qk_norm=off",
         "--cache",
         str(tmp_path / "cache"),
         "--json",
@@ -64,7 +64,7 @@ def test_quick_run_prints_table_and_last_line(tmp_path):
 
     header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["contender", "params"])
     rows = [line.split() for line in lines[header + 1 : -1]]
-    assert [r[0] for r in rows] == ["peer@0.003", "baseline", "modern", "nocap"]
+    assert [r[0] for r in rows] == ["peer@0.003", "baseline", "modern", "v2"]
     for r in rows:
         steps, tokens = int(r[2]), int(r[3].replace(",", ""))
         assert steps >= 1 and tokens == steps * 4 * 64  # batch 4 x context 64 (the quick shape)
@@ -74,7 +74,11 @@ def test_quick_run_prints_table_and_last_line(tmp_path):
     payload = json.loads(out_json.read_text())
     assert payload["last_line"] == lines[-1]
     assert [r["name"] for r in payload["rows"]] == [r[0] for r in rows]
-    assert payload["variants"] == {"nocap": {"logit_softcap": 0.0, "unet_skips": False}}
+    assert payload["variants"]["v2"] | {"qk_norm": False} == {
+        "muon_lr": 0.0123,
+        "warmup_steps": 3,
+        "qk_norm": False,
+    }
     assert set(payload["rows"][2]["val_loss"]) == {"25%", "50%", "75%", "100%"}
 
     # A second run finds the tokenizer and ids in the cache.
