@@ -67,7 +67,7 @@ MODERN: dict = {
     "optimizer": "muon",  # Muon for "matrix", AdamW for "embedding"/"head"/"scalar"
     "schedule": "wsd",
     "muon_lr": 0.03,
-    "embedding_lr": 0.1,
+    "embedding_lr": 0.3,
     "head_lr": 0.008,
     "scalar_lr": 0.02,
     "betas": (0.8, 0.95),  # AdamW roles
