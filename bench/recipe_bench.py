@@ -31,6 +31,7 @@ import os
 os.environ.setdefault("TINYLM_TYPECHECK", "0")
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -232,6 +233,7 @@ class Contender:
     tokens: int = 0
     elapsed: float = 0.0
     evals: dict = dataclasses.field(default_factory=dict)  # fraction -> (loss, step, tokens)
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
 
     def spent(self, steps_mode: bool) -> float:
         """How much of its budget this contender has used: seconds, or steps with --steps."""
@@ -239,7 +241,8 @@ class Contender:
 
     def train_step(self, x, y, budget: float, sync, steps_mode: bool = False) -> None:
         t0 = time.perf_counter()
-        logits = self.logits(x)
+        with self.autocast():
+            logits = self.logits(x)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
         loss.backward()
         self.clip()
@@ -257,7 +260,8 @@ class Contender:
         total, count = 0.0, 0
         for i in range(0, len(windows), batch):
             w = windows[i : i + batch]
-            logits = self.logits(w[:, :-1]).float()
+            with self.autocast():
+                logits = self.logits(w[:, :-1]).float()
             total += F.cross_entropy(logits.flatten(0, 1), w[:, 1:].flatten(), reduction="sum")
             count += w[:, 1:].numel()
         self.model.train()
@@ -621,6 +625,9 @@ def main(argv: list[str] | None = None) -> int:
     batches = Batches(train_ids, shape.batch_size, shape.context_length, args.seed, device)
     windows = eval_windows(val_ids, shape.context_length, shape.eval_windows, device)
     contenders = build_contenders(names, variants, shape, vocab, device, args.seed)
+    if device.type == "cuda":  # every contender alike: bf16 autocast, fp32 weights and loss
+        for c in contenders:
+            c.autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)
     log(
         f"recipe-bench: {len(contenders)} contenders x {budget:g} {unit}, "
         f"{shape.num_layers}x{shape.d_model} h{shape.num_heads} ctx {shape.context_length} "
