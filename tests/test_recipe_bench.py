@@ -1,0 +1,99 @@
+"""Smoke test of bench/recipe_bench.py: a toy run prints its table and last line, finite numbers.
+
+Runs the script as a user would (a subprocess: the bench switches shape checks off for its own
+process), at `--quick` sizes with a sub-second budget per contender, one contender of each kind.
+It asserts on the output's structure and finiteness, never on speed or on which contender wins.
+"""
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench" / "recipe_bench.py"
+NUM = r"(-?[0-9.]+|[+-][0-9.]+)"
+LAST = re.compile(
+    rf"^recipe-bench: peer {NUM} \(lr ([0-9.e+-]+)\), baseline {NUM}, modern {NUM} nats at "
+    rf"{NUM} s; modern − baseline = {NUM}; modern − peer = {NUM}; baseline tok/s / peer = {NUM}$"
+)
+
+
+def _bench(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(
+        [sys.executable, str(BENCH), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+
+
+def test_quick_run_prints_table_and_last_line(tmp_path):
+    out_json = tmp_path / "bench.json"
+    proc = _bench(
+        "--quick",
+        "--seconds",
+        "0.3",
+        "--slice",
+        "0.1",
+        "--text-bytes",
+        "30000",
+        "--contenders",
+        "peer@3e-3,baseline,modern",
+        "--variant",
+        "v2:muon_lr=0.0123,warmup_steps=3,qk_norm=off",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--json",
+        str(out_json),
+        tmp_path=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    m = LAST.match(lines[-1])
+    assert m, lines[-1]
+    numbers = [float(g) for i, g in enumerate(m.groups()) if i != 1]
+    assert all(math.isfinite(x) for x in numbers), lines[-1]
+    assert m.group(2) == "0.003" and float(m.group(5)) == 0.3
+
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["contender", "params"])
+    rows = [line.split() for line in lines[header + 1 : -1]]
+    assert [r[0] for r in rows] == ["peer@0.003", "baseline", "modern", "v2"]
+    for r in rows:
+        steps, tokens = int(r[2]), int(r[3].replace(",", ""))
+        assert steps >= 1 and tokens == steps * 4 * 64  # batch 4 x context 64 (the quick shape)
+        losses = [float(x) for x in r[5:9]]  # val loss at 25/50/75/100%
+        assert all(math.isfinite(x) and 0 < x < 20 for x in losses)
+
+    payload = json.loads(out_json.read_text())
+    assert payload["last_line"] == lines[-1]
+    assert [r["name"] for r in payload["rows"]] == [r[0] for r in rows]
+    assert payload["variants"]["v2"] | {"qk_norm": False} == {
+        "muon_lr": 0.0123,
+        "warmup_steps": 3,
+        "qk_norm": False,
+    }
+    assert set(payload["rows"][2]["val_loss"]) == {"25%", "50%", "75%", "100%"}
+
+    # A second run finds the tokenizer and ids in the cache.
+    again = _bench(
+        "--quick", "--seconds", "0.1", "--text-bytes", "30000", "--contenders", "baseline",
+        "--cache", str(tmp_path / "cache"), tmp_path=tmp_path,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "data: cached" in again.stdout
+    assert again.stdout.strip().splitlines()[-1].startswith("recipe-bench: peer n/a (lr n/a)")
+
+
+def test_bad_contender_is_one_error_line(tmp_path):
+    proc = _bench("--quick", "--contenders", "baseline,nope", tmp_path=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: unknown contender 'nope' (peer, peer@LR, baseline, modern, or a --variant name)"
+    ]
