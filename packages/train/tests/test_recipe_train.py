@@ -106,7 +106,8 @@ def test_bundled_configs_by_name():
     modern = load_config("modern")
     assert modern.optim.optimizer == "muon" and modern.optim.schedule == "wsd"
     m = modern.model
-    assert m.qk_norm and m.ffn == "relu2" and m.logit_softcap > 0 and m.zero_init_proj
+    assert m.qk_norm and m.ffn == "relu2" and m.zero_init_proj and m.value_embeddings == 1
+    assert m.logit_softcap == 0.0 and not m.unet_skips  # did not pay at this scale (RECIPE.md)
     default = load_config()
     shape = ("vocab_size", "context_length", "d_model", "num_layers", "num_heads")
     assert all(getattr(m, k) == getattr(default.model, k) for k in shape)
