@@ -1,4 +1,4 @@
-"""tinylm <-> Hugging Face Llama: configs, state-dict keys, the RoPE row permutation, safetensors.
+"""tinylm <-> Hugging Face Llama: the config mapping, state-dict keys, the RoPE row permutation.
 
 A pre-norm, RoPE, SwiGLU, untied-or-tied tinylm model *is* a `LlamaForCausalLM` without biases,
 with RMSNorm eps 1e-5 and one kv head per head. Converting is a renaming of tensors, except for
@@ -12,41 +12,32 @@ the query and key rows, which follow a different RoPE convention (see `rotate_ha
     ln_final                     model.norm
     lm_head                      lm_head          (absent when tied: HF re-ties it on load)
 
-Any other architecture switch is refused in one line naming it (`check_llama_expressible`).
-The safetensors format is written and read here from scratch (an 8-byte little-endian header
-length, a JSON header of name -> dtype/shape/byte range, then the raw bytes), so exporting needs
-no extra dependency; the tests check it against the `safetensors` library.
+Any other architecture switch is refused in one line naming it (`check_llama_expressible`), and
+a Llama config tinylm cannot compute likewise (`model_config_from_llama`). Everything here is
+pure: dicts and tensors in, dicts and tensors out. The files of an HF directory are read and
+written in `hf_files`, the run directory <-> HF directory commands live in `hf_cli`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import struct
-from pathlib import Path
 from typing import Any
 
 import torch
 from einops import rearrange
 
 from tinylm.nn import ModelConfig
-from tinylm.train.files import atomic_open
 
 __all__ = [
-    "atomic_open",
     "check_llama_expressible",
     "from_hf_state_dict",
     "interleave_rows",
     "key_map",
     "llama_config_dict",
-    "load_safetensors",
     "model_config_from_dict",
     "model_config_from_llama",
     "rotate_half_rows",
-    "save_safetensors",
     "to_hf_state_dict",
-    "write_json",
 ]
 
 # (ModelConfig field, the value Llama has). getattr(config, field, plain): a field this version
@@ -302,77 +293,3 @@ def from_hf_state_dict(
     if config.tie_embeddings:
         state["token_embeddings.weight"] = state["lm_head.weight"]
     return state
-
-
-# -- safetensors -----------------------------------------------------------------------------
-
-_DTYPES = {
-    torch.float64: "F64",
-    torch.float32: "F32",
-    torch.float16: "F16",
-    torch.bfloat16: "BF16",
-    torch.int64: "I64",
-    torch.int32: "I32",
-    torch.int16: "I16",
-    torch.int8: "I8",
-    torch.uint8: "U8",
-    torch.bool: "BOOL",
-}
-_TORCH_DTYPES = {name: dtype for dtype, name in _DTYPES.items()}
-
-
-def save_safetensors(
-    tensors: dict[str, torch.Tensor],
-    path: str | os.PathLike,
-    metadata: dict[str, str] | None = None,
-) -> None:
-    """Write `tensors` as a .safetensors file, atomically (each tensor stored once, in full)."""
-    header: dict[str, Any] = {}
-    blobs = []
-    offset = 0
-    for name in sorted(tensors):
-        tensor = tensors[name].detach().cpu().contiguous()
-        data = tensor.reshape(-1).view(torch.uint8).numpy().tobytes()
-        header[name] = {
-            "dtype": _DTYPES[tensor.dtype],
-            "shape": list(tensor.shape),
-            "data_offsets": [offset, offset + len(data)],
-        }
-        blobs.append(data)
-        offset += len(data)
-    if metadata:
-        header["__metadata__"] = metadata
-    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    encoded += b" " * (-len(encoded) % 8)  # the data starts 8-byte aligned
-    with atomic_open(path) as f:
-        f.write(struct.pack("<Q", len(encoded)))
-        f.write(encoded)
-        for data in blobs:
-            f.write(data)
-
-
-def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read every tensor of a .safetensors file onto the CPU."""
-    raw = Path(path).read_bytes()
-    try:
-        (length,) = struct.unpack("<Q", raw[:8])
-        header = json.loads(raw[8 : 8 + length])
-        base = 8 + length
-        out = {}
-        for name, info in header.items():
-            if name == "__metadata__":
-                continue
-            start, end = info["data_offsets"]
-            dtype = _TORCH_DTYPES[info["dtype"]]
-            buffer = bytearray(raw[base + start : base + end])
-            flat = torch.frombuffer(buffer, dtype=dtype) if buffer else torch.empty(0, dtype=dtype)
-            out[name] = flat.reshape(info["shape"])
-    except (struct.error, ValueError, KeyError, TypeError, RuntimeError) as e:
-        raise ValueError(f"{path} is not a readable safetensors file ({e})") from None
-    return out
-
-
-def write_json(path: str | os.PathLike, value: Any) -> None:
-    with atomic_open(path, "w") as f:
-        json.dump(value, f, indent=2, ensure_ascii=False)
-        f.write("\n")

@@ -9,6 +9,10 @@ tokenizer_config.json; `LlamaForCausalLM.from_pretrained` and `AutoTokenizer.fro
 load it. An imported run holds config.toml, tokenizer/ and checkpoints/step_0000000.pt: the
 weights at step 0 with a fresh optimizer and schedule, so fine-tuning is `train-lm --resume`
 (see the README's Interop section for the data it needs).
+
+This module holds the run side of both commands (checkpoint, config.toml, tokenizer/, a step-0
+checkpoint) and their entry points; the tinylm <-> Llama mapping is `hf`, the HF directory's
+files (safetensors, JSON, tokenizer files) are `hf_files`.
 """
 
 from __future__ import annotations
@@ -33,11 +37,18 @@ from tinylm.train.hf import (
     check_llama_expressible,
     from_hf_state_dict,
     llama_config_dict,
-    load_safetensors,
     model_config_from_dict,
     model_config_from_llama,
-    save_safetensors,
     to_hf_state_dict,
+)
+from tinylm.train.hf_files import (
+    generation_config,
+    load_hf_tokenizer,
+    load_hf_weights,
+    sample_settings,
+    save_hf_tokenizer,
+    save_safetensors,
+    special_ids,
     write_json,
 )
 from tinylm.train.prepare import load_tokenizer
@@ -96,7 +107,7 @@ def export_hf(
             f"the tokenizer has id {max(tokenizer.vocab)} but model.vocab_size is "
             f"{config.vocab_size}"
         )
-    eos = _special_ids(tokenizer).get(specials[0]) if specials else None
+    eos = special_ids(tokenizer).get(specials[0]) if specials else None
 
     out_dir.mkdir(parents=True, exist_ok=True)
     dtype = str(tensors["model.embed_tokens.weight"].dtype).removeprefix("torch.")
@@ -107,14 +118,9 @@ def export_hf(
         ),
     )
     save_safetensors(tensors, out_dir / "model.safetensors", metadata={"format": "pt"})
-    write_json(out_dir / "generation_config.json", _generation_config(raw, eos))
-    _write_tokenizer_files(tokenizer, specials, config.context_length, out_dir)
+    write_json(out_dir / "generation_config.json", generation_config(raw.get("sample", {}), eos))
+    save_hf_tokenizer(tokenizer, specials, config.context_length, out_dir)
     return out_dir
-
-
-def _special_ids(tokenizer: Tokenizer) -> dict[str, int]:
-    """Special token -> id (a registered special encodes to exactly its own id)."""
-    return {text: tokenizer.encode(text)[0] for text in tokenizer.special_tokens}
 
 
 def _run_config(payload: dict, run_dir: Path, checkpoint: Path) -> dict[str, Any]:
@@ -134,54 +140,6 @@ def _run_tokenizer(run_dir: Path, raw: dict, specials: list[str]) -> Tokenizer:
     raise FileNotFoundError(f"no tokenizer (vocab.json, merges.txt) in {run_dir / 'tokenizer'}")
 
 
-def _generation_config(raw: dict, eos: int | None) -> dict[str, Any]:
-    sample = raw.get("sample", {})
-    config: dict[str, Any] = {"bos_token_id": eos, "eos_token_id": eos}
-    temperature = float(sample.get("temperature", 0.8))
-    if temperature > 0:
-        config.update(
-            do_sample=True, temperature=temperature, top_p=float(sample.get("top_p", 1.0))
-        )
-    else:
-        config["do_sample"] = False
-    return config
-
-
-def _write_tokenizer_files(tokenizer: Tokenizer, specials: list[str], context: int, out: Path):
-    tokenizer.save_hf(out / "tokenizer.json")
-    tokenizer.save(out / "vocab.json", out / "merges.txt")
-    named = {}
-    if specials:
-        named = {"bos_token": specials[0], "eos_token": specials[0]}
-    extra = specials[1:]
-    write_json(out / "special_tokens_map.json", {**named, "additional_special_tokens": extra})
-    decoder = {
-        str(token_id): {
-            "content": text,
-            "lstrip": False,
-            "normalized": False,
-            "rstrip": False,
-            "single_word": False,
-            "special": True,
-        }
-        for text, token_id in sorted(_special_ids(tokenizer).items(), key=lambda item: item[1])
-    }
-    write_json(
-        out / "tokenizer_config.json",
-        {
-            "tokenizer_class": "PreTrainedTokenizerFast",
-            "model_max_length": context,
-            "add_bos_token": False,
-            "add_eos_token": False,
-            "add_prefix_space": False,
-            "clean_up_tokenization_spaces": False,
-            "added_tokens_decoder": decoder,
-            "additional_special_tokens": extra,
-            **named,
-        },
-    )
-
-
 # -- import ----------------------------------------------------------------------------------
 
 
@@ -199,7 +157,7 @@ def import_hf(hf_dir: str | Path, run_dir: str | Path) -> Path:
         raise ValueError(f"{config_path} is not valid JSON ({e})") from None
     eps = RMSNorm(1).eps
     fields, kv_heads = model_config_from_llama(hf_config, rms_norm_eps=eps)
-    tokenizer = _hf_tokenizer(hf_dir)
+    tokenizer = load_hf_tokenizer(hf_dir)
     if max(tokenizer.vocab) >= fields["vocab_size"]:
         raise ValueError(
             f"{hf_dir}: the tokenizer has id {max(tokenizer.vocab)} but vocab_size is "
@@ -207,7 +165,7 @@ def import_hf(hf_dir: str | Path, run_dir: str | Path) -> Path:
         )
     specials = _eos_first(tokenizer, hf_config.get("eos_token_id"))
     cfg = _imported_config(fields, specials, run_dir, hf_dir)
-    state = from_hf_state_dict(_hf_weights(hf_dir), cfg.model, kv_heads)
+    state = from_hf_state_dict(load_hf_weights(hf_dir), cfg.model, kv_heads)
 
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     # tokenizer/ is what `generate` reads; data/tokenizer/ is data.tokenizer_dir, which train-lm
@@ -241,26 +199,11 @@ def import_hf(hf_dir: str | Path, run_dir: str | Path) -> Path:
     return path
 
 
-def _hf_tokenizer(hf_dir: Path) -> Tokenizer:
-    if (hf_dir / "tokenizer.json").is_file():
-        return Tokenizer.from_hf(hf_dir / "tokenizer.json")
-    if (hf_dir / "vocab.json").is_file() and (hf_dir / "merges.txt").is_file():
-        named = {}
-        if (hf_dir / "special_tokens_map.json").is_file():
-            named = json.loads((hf_dir / "special_tokens_map.json").read_text(encoding="utf-8"))
-        specials = [v if isinstance(v, str) else v.get("content") for v in named.values()]
-        specials = [s for s in specials if isinstance(s, str)]
-        return Tokenizer.from_files(hf_dir / "vocab.json", hf_dir / "merges.txt", specials)
-    raise FileNotFoundError(
-        f"no byte-level BPE tokenizer in {hf_dir} (tokenizer.json, or vocab.json + merges.txt)"
-    )
-
-
 def _eos_first(tokenizer: Tokenizer, eos_id) -> list[str]:
     """Special tokens with the model's eos first: tinylm separates documents with the first."""
     eos_id = eos_id[0] if isinstance(eos_id, list) and eos_id else eos_id
     specials = list(tokenizer.special_tokens)
-    ids = _special_ids(tokenizer)
+    ids = special_ids(tokenizer)
     eos = [text for text in specials if ids[text] == eos_id]
     return eos + [text for text in specials if text not in eos]
 
@@ -283,30 +226,8 @@ def _imported_config(fields: dict, specials: list[str], run_dir: Path, hf_dir: P
         val_tokens=str(run_dir / "data" / "val.npy"),
     )
     raw["run"].update(root=str(run_dir.parent), name=run_dir.name)
-    generation = hf_dir / "generation_config.json"
-    if generation.is_file():
-        gen = json.loads(generation.read_text(encoding="utf-8"))
-        if gen.get("do_sample") and "temperature" in gen:
-            raw["sample"].update(temperature=float(gen["temperature"]))
-            raw["sample"].update(top_p=float(gen.get("top_p", 1.0)))
+    raw["sample"].update(sample_settings(hf_dir))
     return TrainConfig.from_dict(raw)
-
-
-def _hf_weights(hf_dir: Path) -> dict[str, torch.Tensor]:
-    """All tensors of model.safetensors, a sharded index of them, or pytorch_model.bin."""
-    single = hf_dir / "model.safetensors"
-    index = hf_dir / "model.safetensors.index.json"
-    if single.is_file():
-        return load_safetensors(single)
-    if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        tensors = {}
-        for shard in shards:
-            tensors.update(load_safetensors(hf_dir / shard))
-        return tensors
-    if (hf_dir / "pytorch_model.bin").is_file():
-        return torch.load(hf_dir / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    raise FileNotFoundError(f"no model.safetensors (or pytorch_model.bin) in {hf_dir}")
 
 
 # -- command lines ---------------------------------------------------------------------------
