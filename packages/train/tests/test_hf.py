@@ -346,3 +346,23 @@ def test_safetensors_files_interoperate(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"\x05\x00")
     with pytest.raises(ValueError, match="not a readable safetensors"):
         load_safetensors(tmp_path / "bad.safetensors")
+
+
+def test_export_skips_an_unreadable_newest_checkpoint(tokenizer, tmp_path, capsys):
+    """Like generate and --resume: a torn newest checkpoint (a crash mid-write) is skipped."""
+    run = make_run(tmp_path, tokenizer)
+    (run / "checkpoints" / "step_0000009.pt").write_bytes(b"not a checkpoint")
+    out = export_hf(run, tmp_path / "hf")
+    assert "skipped unreadable step_0000009.pt" in capsys.readouterr().err
+    weights = load_safetensors(out / "model.safetensors")
+    expected = tinylm_model_at(run, "step_0000007.pt").state_dict()["lm_head.weight"]
+    assert torch.equal(weights["lm_head.weight"], expected)
+
+
+def tinylm_model_at(run: Path, name: str) -> TransformerLM:
+    from tinylm.train import read_checkpoint
+
+    payload = read_checkpoint(run / "checkpoints" / name)
+    net = TransformerLM(TrainConfig.from_dict(payload["config"]).model)
+    net.load_state_dict(payload["model"])
+    return net

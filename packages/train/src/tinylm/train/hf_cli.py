@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ from tinylm.train.hf_files import (
 )
 from tinylm.train.prepare import load_tokenizer
 from tinylm.train.rundir import find_checkpoints
-from tinylm.train.setup import build_model_and_optimizer
+from tinylm.train.setup import build_model_and_optimizer, newest_loadable
 
 __all__ = ["export_hf", "export_main", "import_hf", "import_main"]
 
@@ -74,16 +75,18 @@ def export_hf(
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory not found: {run_dir}")
+    payload = None
     if checkpoint is None:
-        found = find_checkpoints(run_dir)
-        if not found:
+        if not find_checkpoints(run_dir):
             raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}")
-        checkpoint = found[-1]
+        # Like generate and --resume: a newest checkpoint that does not read back is skipped.
+        checkpoint, payload = newest_loadable(run_dir, lambda m: print(m, file=sys.stderr))
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} exists and is not a directory")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
         raise ValueError(f"--out {out_dir} is not empty; pass --force to overwrite its files")
-    payload = read_checkpoint(checkpoint)
+    if payload is None:
+        payload = read_checkpoint(checkpoint)
     raw = _run_config(payload, run_dir, Path(checkpoint))
     model_raw = dict(raw.get("model", {}))
     model_raw.setdefault("vocab_size", raw.get("data", {}).get("vocab_size", 2000))
