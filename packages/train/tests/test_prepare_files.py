@@ -124,7 +124,9 @@ def test_train_lm_trains_from_two_files(tmp_path, tiny_config, corpus_text, caps
 
     train_file, val_file = _two_files(tmp_path, corpus_text)
     config_file = tmp_path / "tiny.toml"
-    tiny_config.replace(train={"max_steps": 4}, eval={"interval": 2}).save(config_file)
+    tiny_config.replace(
+        train={"max_steps": 4}, eval={"interval": 2}, sample={"max_new_tokens": 0}
+    ).save(config_file)
     argv = ["--config", str(config_file), "--no-progress", "--data.text", str(train_file)]
     assert train_main([*argv, "--data.val_text", str(val_file)]) == 0
     assert "done: step 4" in capsys.readouterr().out
