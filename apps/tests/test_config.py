@@ -156,10 +156,11 @@ def test_report_title_comes_from_actual_settings():
     from tinylm.apps import report_title
 
     app, config = load_run_config("leaderboard", {"app.budget_hours": str(60 / 3600)})
-    title = report_title(app, config)
+    title = report_title(app, config.model)
     params = model_stats(config.model).params
     assert title.startswith("Leaderboard: OpenWebText")
     assert f"{params / 1e6:.3g}M-parameter" in title and "context 512" in title
     assert "60.0 s training budget" in title and "1.5" not in title
     app, config = load_run_config("tinystories", {"model.context_length": "128"})
-    assert "context 128" in report_title(app, config) and "budget" not in report_title(app, config)
+    title = report_title(app, config.model)
+    assert "context 128" in title and "budget" not in title

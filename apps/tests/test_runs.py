@@ -21,13 +21,12 @@ from tinylm.apps import (
     H100_BF16_PEAK_FLOPS,
     load_run_config,
     main,
-    prepare_tokens,
     run_command,
     write_report,
 )
 from tinylm.apps.budget import describe_plan
 from tinylm.nn import model_stats
-from tinylm.train import load_tokenizer
+from tinylm.train import load_tokenizer, prepare_text_files
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "packages" / "train" / "src" / "tinylm" / "train" / "data" / "openprose_4M.txt"
@@ -175,10 +174,21 @@ def test_owt_end_to_end_with_a_tokenizer_slice_and_mfu(texts, tmp_path, monkeypa
         train_loss=1.0, unigram_entropy=2.0, step=6, tokens=768, wallclock=1.0,
         stopped="finished", sample=None,
     )  # fmt: skip
-    prepared = prepare_tokens(app.train_text, app.val_text, config.data, out / "data")
-    monkeypatch.setattr(report_module, "_device", lambda config: ("cuda (fake)", True))
+    prepared = prepare_text_files(app.train_text, app.val_text, config.data, out / "data")
+    assert all(step["cached"] for step in prepared.steps.values())  # the run's data/, reused
+    monkeypatch.setattr(report_module, "_device", lambda train: ("cuda (fake)", True))
     path = write_report(
-        out, app=app, config=config, result=result, prepared=prepared, preprocess_seconds=0.0
+        out,
+        app=app,
+        model=config.model,
+        compute=config.compute,
+        optim=config.optim,
+        train=config.train,
+        evaluation=config.eval,
+        sample=config.sample,
+        result=result,
+        prepared=prepared,
+        preprocess_seconds=0.0,
     )
     mfu = median * model_stats(config.model).train_flops_per_token / H100_BF16_PEAK_FLOPS
     assert f"MFU: {100 * mfu:.1f}%" in path.read_text()

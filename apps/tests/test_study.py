@@ -13,22 +13,9 @@ from tinylm.apps.study_report import write_study_report
 from tinylm.apps.study_run import PointState
 from tinylm.nn import model_stats
 
-TINY = {
-    "data.text_bytes": "60000",
-    "data.tokenizer_bytes": "30000",
-    "data.vocab_size": "280",
-    "model.d_model": "16",
-    "model.num_layers": "1",
-    "model.num_heads": "2",
-    "model.d_ff": "32",
-    "model.context_length": "16",
-    "train.batch_size": "4",
-    "train.max_steps": "8",
-}
 
-
-def test_lr_sweep_is_log_spaced_and_reaches_divergent_rates():
-    plan = plan_study("lr", "cpu", TINY)
+def test_lr_sweep_is_log_spaced_and_reaches_divergent_rates(tiny):
+    plan = plan_study("lr", "cpu", tiny)
     lrs = [p.value for p in plan.points]
     assert lrs == lr_grid(1e-4, 1.0) == [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0]
     assert min(lrs) < plan.reference.optim.lr < max(lrs)  # brackets the default rate
@@ -38,8 +25,8 @@ def test_lr_sweep_is_log_spaced_and_reaches_divergent_rates():
     assert plan.overrides["train.max_steps"] == "8"  # the user's value wins over the scale's
 
 
-def test_batch_sweep_sqrt_lr_equal_tokens_and_memory_cap():
-    plan = plan_study("batch", "cpu", TINY, max_batch=20)
+def test_batch_sweep_sqrt_lr_equal_tokens_and_memory_cap(tiny):
+    plan = plan_study("batch", "cpu", tiny, max_batch=20)
     sizes = [p.value for p in plan.points]
     assert sizes == [1, 2, 4, 8, 16]
     for p in plan.points:
@@ -51,18 +38,18 @@ def test_batch_sweep_sqrt_lr_equal_tokens_and_memory_cap():
         assert evals == pytest.approx(8 / plan.reference.eval.interval, rel=0.5)
     assert sqrt_scaled_lr(1e-3, 16, 64) == pytest.approx(2e-3)
     # Without --max-batch: the largest power of two whose AdamW memory fits the budget.
-    cfg = plan_study("lr", "cpu", TINY).reference.model
+    cfg = plan_study("lr", "cpu", tiny).reference.model
     p = model_stats(cfg).params
     t, d, h, v, d_ff = 16, 16, 2, 280, 32
     acts = t * (8 * d + 4 * d_ff) + 2 * h * t * t + t * d + 2 * t * v
     budget = 16 * p + 4 * acts * 100  # room for 100 sequences
     assert largest_batch(cfg, budget) == 100
-    capped = plan_study("batch", "cpu", TINY, memory_gb=budget / 1e9)
+    capped = plan_study("batch", "cpu", tiny, memory_gb=budget / 1e9)
     assert [pt.value for pt in capped.points][-1] == 64
 
 
-def test_ablations_silu_matches_swiglu_parameters():
-    plan = plan_study("ablations", "cpu", {**TINY, "model.d_model": "64", "model.d_ff": "172"})
+def test_ablations_silu_matches_swiglu_parameters(tiny):
+    plan = plan_study("ablations", "cpu", {**tiny, "model.d_model": "64", "model.d_ff": "172"})
     by_name = {p.name: p for p in plan.points}
     assert set(by_name) == {"baseline", "no-norm", "no-norm-low-lr", "post-norm", "nope", "silu"}
     assert by_name["no-norm"].overrides == {"model.norm": "none"}
@@ -75,23 +62,23 @@ def test_ablations_silu_matches_swiglu_parameters():
     assert abs(2 * 64 * silu_ff - 3 * 64 * 172) <= 2 * 64
 
 
-def test_recipe_points_share_one_wall_clock():
-    plan = plan_study("recipe", "cpu", TINY)
+def test_recipe_points_share_one_wall_clock(tiny):
+    plan = plan_study("recipe", "cpu", tiny)
     base, modern = plan.points
     assert base.overrides["train.max_seconds"] == modern.overrides["train.max_seconds"]
     assert modern.config == "modern" and not base.config
     assert modern.overrides["model.d_model"] == "16" and modern.overrides["train.batch_size"] == "4"
 
 
-def test_recipe_point_matches_the_baselines_parameter_count():
+def test_recipe_point_matches_the_baselines_parameter_count(tiny):
     """The modern point's FFN (ReLU², two matrices) gets the d_ff that keeps the baseline's
     parameter count (SwiGLU, three matrices), not the baseline's literal width."""
     from tinylm.nn import ModelConfig, model_stats
     from tinylm.train import load_config
 
-    plan = plan_study("recipe", "cpu", TINY)
+    plan = plan_study("recipe", "cpu", tiny)
     _, modern = plan.points
-    ref = load_config(overrides=TINY).model
+    ref = load_config(overrides=tiny).model
     ffn = load_config("modern").model.ffn
     d_ff = int(modern.overrides["model.d_ff"])
     assert ffn == "relu2" and d_ff == round(ref.d_ff * 3 / 2)
@@ -99,8 +86,8 @@ def test_recipe_point_matches_the_baselines_parameter_count():
     assert model_stats(matched).params == model_stats(ref).params
 
 
-def test_print_commands(tmp_path, capsys):
-    args = [f"--{k}={v}" for k, v in TINY.items()]
+def test_print_commands(tmp_path, capsys, tiny):
+    args = [f"--{k}={v}" for k, v in tiny.items()]
     code = main(["ablations", "--out", str(tmp_path), "--print-commands", *args])
     assert code == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -115,6 +102,20 @@ def test_print_commands(tmp_path, capsys):
         assert "--resume" not in argv
     assert "--model.norm none" in lines[1]
     assert (tmp_path / "ablations" / "_data").is_dir()  # data prepared once, before any point
+
+
+def test_printed_lrs_are_the_round_values(tmp_path, capsys, tiny):
+    """min_lr = lr/10 is 2.9999999999999997e-05 in floats for lr 3e-4; the command says 3e-05."""
+    args = [f"--{k}={v}" for k, v in tiny.items()]
+    assert main(["lr", "--out", str(tmp_path), "--print-commands", *args]) == 0
+    out = capsys.readouterr().out
+    (line,) = [x for x in out.splitlines() if "--run.name lr-3e-4" in x]
+    argv = shlex.split(line)
+    assert argv[argv.index("--optim.lr") + 1] == "0.0003"
+    assert argv[argv.index("--optim.min_lr") + 1] == "3e-05"
+    assert "2.99999" not in out and "0000000" not in out
+    low = plan_study("ablations", "cpu", tiny).points[2].overrides  # lr/10 and lr/100
+    assert (low["optim.lr"], low["optim.min_lr"]) == ("0.0003", "3e-05")
 
 
 def test_unknown_study_and_point(tmp_path, capsys):
@@ -133,8 +134,8 @@ def _fake_run(run_dir, losses, wall=1.0, sample="The end."):
     (run_dir / "sample.txt").write_text(sample)
 
 
-def test_report_from_fake_metrics(tmp_path):
-    plan = plan_study("lr", "cpu", TINY)
+def test_report_from_fake_metrics(tmp_path, tiny):
+    plan = plan_study("lr", "cpu", tiny)
     points = plan.points[2:5]  # 1e-3, 3e-3, 1e-2
     plan = type(plan)(**{**plan.__dict__, "points": points})
     _fake_run(tmp_path / points[0].name, [5.0, 4.5, 4.2])

@@ -9,28 +9,23 @@ from tinylm.apps.study import Point, plan_study
 from tinylm.apps.study_run import point_config, point_state, prepare_study_data, run_study
 from tinylm.train import MetricsLog, load_config, train
 
-TINY = {
-    "data.text_bytes": "60000",
-    "data.tokenizer_bytes": "30000",
-    "data.vocab_size": "280",
-    "model.d_model": "16",
-    "model.num_layers": "1",
-    "model.num_heads": "2",
-    "model.d_ff": "32",
-    "model.context_length": "16",
-    "train.batch_size": "4",
-    "train.max_steps": "6",
-    "train.log_interval": "1",
-    "optim.warmup_steps": "1",
-    "eval.interval": "2",
-    "eval.iters": "1",
-    "run.checkpoint_interval": "2",
-    "sample.max_new_tokens": "4",
-}
+
+@pytest.fixture
+def tiny(tiny):
+    """conftest's tiny study model, run for 6 steps with every interval at 1-2 steps."""
+    return tiny | {
+        "train.max_steps": "6",
+        "train.log_interval": "1",
+        "optim.warmup_steps": "1",
+        "eval.interval": "2",
+        "eval.iters": "1",
+        "run.checkpoint_interval": "2",
+        "sample.max_new_tokens": "4",
+    }
 
 
-def tiny_plan(*points):
-    plan = plan_study("lr", "cpu", TINY)
+def tiny_plan(tiny, *points):
+    plan = plan_study("lr", "cpu", tiny)
     return dataclasses.replace(plan, points=tuple(points))
 
 
@@ -38,10 +33,10 @@ def never(cmd, log_path, env):
     raise AssertionError(f"should have been skipped: {cmd}")
 
 
-def test_diverged_point_is_a_result_and_finished_points_are_skipped(tmp_path):
+def test_diverged_point_is_a_result_and_finished_points_are_skipped(tmp_path, tiny):
     ok = Point("ok", {"optim.lr": "1e-3"}, "lr 1e-3", 1e-3)
     boom = Point("boom", {"optim.lr": "1e30", "optim.grad_clip": "0"}, "lr 1e30", 1e30)
-    plan = tiny_plan(ok, boom)
+    plan = tiny_plan(tiny, ok, boom)
     data = prepare_study_data(plan, tmp_path, log=lambda *a: None)
     states = run_study(plan, tmp_path, data, log=lambda *a: None)
     assert states["ok"].status == "done" and states["ok"].step == 6
@@ -54,9 +49,9 @@ def test_diverged_point_is_a_result_and_finished_points_are_skipped(tmp_path):
     assert again == states
 
 
-def test_killed_point_resumes(tmp_path):
+def test_killed_point_resumes(tmp_path, tiny):
     point = Point("cut", {"optim.lr": "1e-3"}, "lr 1e-3", 1e-3)
-    plan = tiny_plan(point)
+    plan = tiny_plan(tiny, point)
     data = prepare_study_data(plan, tmp_path, log=lambda *a: None)
     config = point_config(plan, tmp_path, point, data)
     # What a kill leaves: train-lm checkpoints on SIGINT/SIGTERM; stop_at does the same.
@@ -70,28 +65,28 @@ def test_killed_point_resumes(tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == 6  # one unbroken log
 
 
-def test_recipe_needs_train_modern_config(tmp_path):
+def test_recipe_needs_train_modern_config(tmp_path, tiny):
     try:
         load_config("modern")
     except (FileNotFoundError, ValueError) as e:
         pytest.skip(f"train-lm does not know --config modern yet ({e})")
     # 2 layers: the modern config's value-embedding table and U-net skip need at least two.
-    over = {**TINY, "model.num_layers": "2", "train.max_seconds": "3", "train.max_steps": "100000"}
+    over = {**tiny, "model.num_layers": "2", "train.max_seconds": "3", "train.max_steps": "100000"}
     plan = plan_study("recipe", "cpu", over)
     data = prepare_study_data(plan, tmp_path, log=lambda *a: None)
     states = run_study(plan, tmp_path, data, log=lambda *a: None)
     assert {s.status for s in states.values()} == {"done"}
 
 
-def _fake_plan_points(study, overrides, **kw):
-    return plan_study(study, "cpu", {**TINY, **overrides}, **kw)
+def _fake_plan_points(tiny, study, overrides, **kw):
+    return plan_study(study, "cpu", {**tiny, **overrides}, **kw)
 
 
-def test_oom_batch_stops_the_sweep_and_jobs_share_the_cores(tmp_path, monkeypatch):
+def test_oom_batch_stops_the_sweep_and_jobs_share_the_cores(tmp_path, monkeypatch, tiny):
     import tinylm.apps.study_run as study_run
 
     monkeypatch.setattr(study_run, "_devices", lambda: [])  # CPU path, even on a GPU box
-    plan = _fake_plan_points("batch", {}, max_batch=16)
+    plan = _fake_plan_points(tiny, "batch", {}, max_batch=16)
     launched = []
 
     def fake(cmd, log_path, env):  # no training: batch >= 4 "runs out of memory"
@@ -106,6 +101,8 @@ def test_oom_batch_stops_the_sweep_and_jobs_share_the_cores(tmp_path, monkeypatc
     assert json.loads((tmp_path / "batch-0004" / "study.json").read_text())["status"] == "oom"
 
     launched.clear()
-    lr_plan = dataclasses.replace(_fake_plan_points("lr", {}), points=plan_study("lr").points[:2])
+    lr_plan = dataclasses.replace(
+        _fake_plan_points(tiny, "lr", {}), points=plan_study("lr").points[:2]
+    )
     run_study(lr_plan, tmp_path / "lr", {}, jobs=2, log=lambda *a: None, launch=fake)
     assert len(launched) == 2 and all(threads is not None for _, threads in launched)

@@ -75,3 +75,20 @@ def test_tokenizer_is_the_bpe_one(tmp_path, corpus_file):
     assert isinstance(load_tokenizer(data.tokenizer_dir), Tokenizer)
     with pytest.raises(FileNotFoundError, match=r"tokenizer file not found"):
         load_tokenizer(tmp_path / "nowhere")
+
+
+def test_run_setup_uses_the_tokenizer_prepare_data_trained(tiny_config, monkeypatch):
+    """The tokenizer trained by prepare_data reaches the run in memory; only a cache hit (no
+    tokenizer built in that call) loads it from disk."""
+    import tinylm.train.setup as setup_module
+    from tinylm.train.runtime import Distributed
+
+    loads = []
+    real = setup_module.load_tokenizer
+    monkeypatch.setattr(setup_module, "load_tokenizer", lambda *a: loads.append(a) or real(*a))
+    fresh = setup_module.load_run_data(tiny_config, Distributed(), log=lambda *a: None)
+    assert loads == [] and isinstance(fresh.tokenizer, Tokenizer)
+    cached = setup_module.load_run_data(tiny_config, Distributed(), log=lambda *a: None)
+    assert len(loads) == 1
+    text = "Once upon a time<|endoftext|>"
+    assert fresh.tokenizer.encode(text) == cached.tokenizer.encode(text)

@@ -22,7 +22,6 @@ from tinylm.apps.config import (
     save_run_config,
 )
 from tinylm.apps.pipeline import PipelineResult, run_pipeline
-from tinylm.apps.prepare import Prepared, file_fingerprint, prepare_tokens
 from tinylm.apps.report import H100_BF16_PEAK_FLOPS, report_title, write_report
 from tinylm.apps.study import Point, StudyPlan, plan_study
 from tinylm.apps.study_report import write_study_report
@@ -36,9 +35,7 @@ __all__ = [
     "PipelineResult",
     "Point",
     "PointState",
-    "Prepared",
     "StudyPlan",
-    "file_fingerprint",
     "fit_steps",
     "load_run_config",
     "main",
@@ -46,7 +43,6 @@ __all__ = [
     "plan_budget",
     "plan_study",
     "point_command",
-    "prepare_tokens",
     "report_title",
     "run_command",
     "run_config_path",

@@ -27,16 +27,17 @@ from typing import Any
 
 from tinylm.apps.budget import describe_plan, plan_budget, uncalibrated_max_seconds
 from tinylm.apps.config import AppConfig, save_run_config
-from tinylm.apps.prepare import Prepared, prepare_tokens
 from tinylm.apps.report import write_report
 from tinylm.train import (
     MetricsLog,
+    PreparedData,
     RunResult,
     TrainConfig,
     atomic_write,
     check_resume,
     checkpoint_step,
     find_checkpoints,
+    prepare_text_files,
     train,
     write_sample,
 )
@@ -48,7 +49,7 @@ __all__ = ["PipelineResult", "run_pipeline"]
 class PipelineResult:
     out: Path
     config: TrainConfig
-    prepared: Prepared
+    prepared: PreparedData
     result: RunResult
     report: Path
     budget: dict[str, Any] | None = None
@@ -70,17 +71,20 @@ def run_pipeline(
     for value, flag in ((app.train_text, "--train-text"), (app.val_text, "--val-text")):
         if not value:
             raise ValueError(f"{flag} is required (or set app.{flag[2:].replace('-', '_')})")
+        if not Path(value).is_file():
+            raise FileNotFoundError(f"text file not found: {value} ({flag})")
     check_resume(out, resume, flag="--out")  # train's rule; train() checks again under its lock
 
     start = time.perf_counter()
-    prepared = prepare_tokens(
+    # train's two-file preparation, into the run's own data/; train() then reads the tokens.
+    prepared = prepare_text_files(
         app.train_text, app.val_text, config.data, out / "data", progress=progress, log=log
     )
     preprocess_seconds = time.perf_counter() - start
     config = config.replace(
         data={
-            "train_tokens": str(prepared.train_tokens),
-            "val_tokens": str(prepared.val_tokens),
+            "train_tokens": str(prepared.train_path),
+            "val_tokens": str(prepared.val_path),
             "tokenizer_dir": str(prepared.tokenizer_dir),
         }
     )
@@ -100,7 +104,12 @@ def run_pipeline(
     report = write_report(
         out,
         app=app,
-        config=config,
+        model=config.model,
+        compute=config.compute,
+        optim=config.optim,
+        train=config.train,
+        evaluation=config.eval,
+        sample=config.sample,
         result=result,
         prepared=prepared,
         preprocess_seconds=preprocess_seconds,

@@ -19,9 +19,9 @@ __all__ = ["H100_BF16_PEAK_FLOPS", "report_title", "write_report"]
 H100_BF16_PEAK_FLOPS = 989e12
 
 
-def _device(config) -> tuple[str, bool]:
-    """(description, is CUDA) of the device train() ran on."""
-    wanted = config.train.device
+def _device(train) -> tuple[str, bool]:
+    """(description, is CUDA) of the device train() ran on ([train] section)."""
+    wanted = train.device
     if wanted == "auto":
         wanted = "cuda" if torch.cuda.is_available() else "cpu"
     if wanted.startswith("cuda") and torch.cuda.is_available():
@@ -62,9 +62,8 @@ def _switches(m) -> str:
     return ", ".join(on) or "none (the plain model)"
 
 
-def _optimizer_lines(config) -> list[str]:
-    """Optimizer set (per role) and schedule, from [optim]."""
-    o, t = config.optim, config.train
+def _optimizer_lines(o, t) -> list[str]:
+    """Optimizer set (per role) and schedule, from [optim] (and [train]'s steps and clock)."""
     end = o.cosine_steps or t.max_steps
     shape = f"decay over the last {o.decay_fraction:.0%}" if o.schedule == "wsd" else "cosine"
     clock = f"fitted to {t.max_seconds:g} s of wall-clock" if o.fit_to_time else f"to step {end:,}"
@@ -100,9 +99,10 @@ def _optimizer_lines(config) -> list[str]:
     return lines
 
 
-def report_title(app, config) -> str:
-    """The headline from the settings the run actually used (never a number from a comment)."""
-    m = config.model
+def report_title(app, model) -> str:
+    """The headline from the settings the run actually used (never a number from a comment):
+    `app` ([app]) and `model` ([model], a `ModelConfig`)."""
+    m = model
     params = model_stats(m).params
     parts = [
         f"{params / 1e6:.3g}M-parameter model",
@@ -118,21 +118,30 @@ def write_report(
     out: str | os.PathLike,
     *,
     app,
-    config,
+    model,
+    compute,
+    optim,
+    train,
+    evaluation,
+    sample,
     result,
     prepared,
     preprocess_seconds: float,
     budget: dict[str, Any] | None = None,
 ) -> Path:
-    """Write `<out>/report.md` (atomically) and return its path."""
+    """Write `<out>/report.md` (atomically) and return its path.
+
+    Takes the config sections it reads, not the whole config: `app` ([app]), `model`,
+    `compute`, `optim`, `train`, `evaluation` ([eval]) and `sample`; `prepared` is the
+    `tinylm.train.PreparedData` of `prepare_text_files` (its per-step `steps`)."""
     out = Path(out)
     records = MetricsLog(out / "metrics.jsonl").read()
     evals = [r for r in records if r.get("val_loss") is not None]
-    stats = model_stats(config.model)
-    m, t = config.model, config.train
-    device, cuda = _device(config)
+    stats = model_stats(model)
+    m, t = model, train
+    device, cuda = _device(train)
     tokens_per_step = t.batch_size * t.grad_accum * m.context_length
-    lines = [f"# {report_title(app, config)}", ""]
+    lines = [f"# {report_title(app, model)}", ""]
 
     lines += ["## Result", ""]
     if evals:
@@ -210,13 +219,13 @@ def write_report(
     if result.sample:
         lines += ["## Sample", ""]
         lines.append(
-            f"prompt {config.sample.prompt!r}, temperature {config.sample.temperature}, "
-            f"top-p {config.sample.top_p}, {config.sample.max_new_tokens} new tokens at most:"
+            f"prompt {sample.prompt!r}, temperature {sample.temperature}, "
+            f"top-p {sample.top_p}, {sample.max_new_tokens} new tokens at most:"
         )
         lines += ["", "```text", result.sample.replace("```", "ʼʼʼ"), "```", ""]
 
     lines += ["## Model", ""]
-    c = config.compute
+    c = compute
     lines.append(
         f"- {m.num_layers} layers, d_model {m.d_model}, {m.num_heads} heads, d_ff {m.d_ff} "
         f"({m.ffn}), context {m.context_length}, vocab {m.vocab_size:,}, RoPE θ {m.rope_theta:g}, "
@@ -236,10 +245,10 @@ def write_report(
         f"{stats.train_flops_per_token:.3g} training (matmuls, 3× forward); "
         f"whole run ≈ {stats.train_flops_per_token * result.tokens:.3g} FLOPs"
     )
-    lines += _optimizer_lines(config)
+    lines += _optimizer_lines(optim, t)
     lines.append(
         f"- batch: {t.batch_size} × {t.grad_accum} accumulation × {m.context_length} tokens; "
-        f"eval every {config.eval.interval} steps on {config.eval.iters} batches"
+        f"eval every {evaluation.interval} steps on {evaluation.iters} batches"
     )
     lines.append("")
 

@@ -117,6 +117,12 @@ def _fmt(x: float) -> str:
     return f"{x:.0e}".replace("e-0", "e-").replace("e+0", "e")
 
 
+def _value(x: float) -> str:
+    """A derived float as an override: 12 significant digits, so lr/10 prints 3e-05, not the
+    float artefact 2.9999999999999997e-05, and still reads back as a float."""
+    return repr(float(f"{x:.12g}"))
+
+
 def _steps_overrides(steps: int, cfg: TrainConfig) -> dict[str, str]:
     """`steps` steps with the reference's intervals scaled to match: the same number of logs,
     evaluations and checkpoints, and warmup over the same fraction of the run."""
@@ -139,7 +145,7 @@ def _lr_points(cfg: TrainConfig, scale: str) -> list[Point]:
     return [
         Point(
             f"lr-{_fmt(lr)}",
-            {"optim.lr": repr(lr), "optim.min_lr": repr(lr / 10)},
+            {"optim.lr": _value(lr), "optim.min_lr": _value(lr / 10)},
             f"lr {_fmt(lr)}",
             lr,
         )
@@ -166,7 +172,7 @@ def _batch_points(cfg: TrainConfig, max_batch: int) -> list[Point]:
 def _ablation_points(cfg: TrainConfig) -> list[Point]:
     m, lr = cfg.model, cfg.optim.lr
     silu = m.with_ffn("silu") if m.ffn == "swiglu" else m
-    low = {"optim.lr": repr(lr / 10), "optim.min_lr": repr(lr / 100)}
+    low = {"optim.lr": _value(lr / 10), "optim.min_lr": _value(lr / 100)}
     return [
         Point("baseline", {}, f"baseline (pre-norm, RoPE, SwiGLU d_ff {m.d_ff})"),
         Point("no-norm", {"model.norm": "none"}, "no RMSNorm"),

@@ -33,6 +33,7 @@ from tinylm.train import (
     find_checkpoints,
     load_config,
     prepare_data,
+    prepare_text_files,
     read_checkpoint,
 )
 
@@ -72,12 +73,11 @@ def prepare_study_data(
     if bool(train_text) != bool(val_text):
         raise ValueError("--train-text and --val-text go together")
     if train_text:
-        from tinylm.apps.prepare import prepare_tokens
-
-        p = prepare_tokens(train_text, val_text, plan.reference.data, cache, log=log)
+        data = plan.reference.data
+        p = prepare_text_files(train_text, val_text, data, cache, progress=True, log=log)
         return {
-            "data.train_tokens": str(p.train_tokens.resolve()),
-            "data.val_tokens": str(p.val_tokens.resolve()),
+            "data.train_tokens": str(p.train_path.resolve()),
+            "data.val_tokens": str(p.val_path.resolve()),
             "data.tokenizer_dir": str(p.tokenizer_dir.resolve()),
         }
     if plan.scale != "cpu" and not plan.reference.data.train_tokens:

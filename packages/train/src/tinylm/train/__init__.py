@@ -37,6 +37,7 @@ from tinylm.train.hf_cli import export_hf, import_hf
 from tinylm.train.loop import RunResult, TrainingDiverged, train
 from tinylm.train.metrics import MetricsLog, plot_losses, unigram_entropy
 from tinylm.train.prepare import PreparedData, bundled_corpus, load_tokenizer, prepare_data
+from tinylm.train.prepare_files import file_fingerprint, prepare_text_files
 from tinylm.train.rundir import (
     RunLock,
     check_resume,
@@ -74,6 +75,7 @@ __all__ = [
     "checkpoint_step",
     "default_config_path",
     "export_hf",
+    "file_fingerprint",
     "find_checkpoints",
     "get_batch",
     "import_hf",
@@ -84,6 +86,7 @@ __all__ = [
     "plot_losses",
     "prepare_data",
     "prepare_run_dir",
+    "prepare_text_files",
     "read_checkpoint",
     "restore_rng_state",
     "run_cli",

@@ -1,6 +1,7 @@
 """Run configuration: frozen dataclasses, one per TOML section, + `--section.key value` overrides.
 
-    [data]   where tokens come from (bundled corpus → BPE → .npy, or pre-encoded .npy files)
+    [data]   where tokens come from (bundled corpus or one text file → split → BPE → .npy, a
+             train + a validation text file → BPE → .npy, or pre-encoded .npy files)
     [model]  the fields of `tinylm.nn.ModelConfig`: what the model is (vocab_size defaults to
              data.vocab_size); a resume must keep it
     [compute] the fields of `tinylm.nn.ComputeConfig`: how it is computed (attention kernel,
@@ -62,6 +63,10 @@ __all__ = [
 @dataclass(frozen=True)
 class DataConfig:
     text: str = ""  # raw text corpus; "" = the bundled openprose_4M.txt
+    # A separate validation file (e.g. TinyStories' valid.txt): with it, `text` is the train file
+    # and nothing is split; both are used whole and streamed (text_bytes and val_fraction are
+    # for a single `text`), and the BPE is trained on the first `tokenizer_bytes` of `text`.
+    val_text: str = ""
     text_bytes: int = 2_000_000  # use only the first N bytes of `text` (0 = all)
     val_fraction: float = 0.05  # last fraction of the documents held out for validation
     vocab_size: int = 2000  # BPE vocabulary trained on the text
@@ -526,6 +531,14 @@ def validate_config(config: TrainConfig) -> None:
         value = getattr(getattr(config, section), name)
         if not ok(value):
             raise ValueError(f"config key '{key}' must be {must}, got {value!r}")
-    # Combinations across sections.
+    # Combinations within [data] and across sections.
+    d = config.data
+    if d.val_text and not d.text:
+        raise ValueError("data.val_text needs data.text, the train file beside it")
+    if d.val_text and d.text_errors != "strict":
+        raise ValueError(
+            "data.text_errors = 'replace' needs a single data.text: the streamed encoding of "
+            "data.text + data.val_text reads strict UTF-8"
+        )
     if config.optim.fit_to_time and config.train.max_seconds <= 0:
         raise ValueError("optim.fit_to_time needs a budget: set train.max_seconds > 0")

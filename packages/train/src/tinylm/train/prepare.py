@@ -1,5 +1,9 @@
 """From raw text to token files: split, train (or reuse) a BPE tokenizer, encode to .npy.
 
+Three sources, one entry point (`prepare_data`): pre-encoded .npy files (used as they are); one
+text file (`data.text`, read whole and split by documents into train and validation, below);
+or two text files (`data.text` + `data.val_text`: no split, streamed, see `prepare_text_files`).
+
 Results are cached in a directory named after a hash of everything that determines them (source
 file identity, slice sizes, vocabulary), with `meta.json` written last as the completion marker:
 a second run with the same data settings skips straight to training, and an interrupted
@@ -12,9 +16,10 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from tinylm.bpe import Tokenizer, train_bpe
 from tinylm.train.config import DataConfig
@@ -28,6 +33,12 @@ class PreparedData:
     train_path: Path
     val_path: Path
     tokenizer_dir: Path | None  # holds vocab.json + merges.txt, when known
+    # Per step ("tokenizer", "train", "val") what it was built from and what it cost, with
+    # "cached": bool; filled by the two-file preparation (`prepare_text_files`), else empty.
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, repr=False)
+    # The tokenizer in memory when this call built (or had to load) it; None: load it from
+    # tokenizer_dir when needed.
+    tokenizer: Tokenizer | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, str | None]:
         return {
@@ -60,7 +71,7 @@ def prepare_data(
 
     Text must be UTF-8: an invalid byte is an error naming the file and its offset, unless
     `data.text_errors = "replace"` asks for U+FFFD instead (the policy `bpe-train` shares).
-    `progress` shows the BPE training bars."""
+    `progress` shows the BPE training (and, for two files, encoding) bars."""
     if config.train_tokens or config.val_tokens:
         if not (config.train_tokens and config.val_tokens):
             raise ValueError(
@@ -71,6 +82,20 @@ def prepare_data(
                 raise FileNotFoundError(f"token file not found: {path}")
         tok_dir = Path(config.tokenizer_dir) if config.tokenizer_dir else None
         return PreparedData(Path(config.train_tokens), Path(config.val_tokens), tok_dir)
+
+    if config.val_text:
+        # Imported here: prepare_files.py builds on this module's PreparedData and load_tokenizer.
+        from tinylm.train.prepare_files import files_cache_dir, prepare_text_files
+
+        if not config.text:
+            raise ValueError("data.val_text needs data.text, the train file beside it")
+        for path, key in ((config.text, "data.text"), (config.val_text, "data.val_text")):
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"text file not found: {path} ({key})")
+        out = files_cache_dir(config, cache_root)
+        return prepare_text_files(
+            config.text, config.val_text, config, out, progress=progress, log=log
+        )
 
     text_path = Path(config.text) if config.text else bundled_corpus()
     if not text_path.is_file():
@@ -134,7 +159,7 @@ def prepare_data(
     (out / "tokenizer_train.txt").unlink()
     meta = {**identity, "train_tokens": len(train_ids), "val_tokens": len(val_ids)}
     atomic_write(out / "meta.json", json.dumps(meta, indent=2))
-    return result
+    return replace(result, tokenizer=tokenizer)
 
 
 def decode_text(raw: bytes, path: Path, errors: str = "strict", cut: bool = False) -> str:

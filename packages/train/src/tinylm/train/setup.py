@@ -73,8 +73,8 @@ def load_run_data(cfg: TrainConfig, dist: Distributed, log, progress: bool = Fal
     vocab_size, context_length = cfg.model.vocab_size, cfg.model.context_length
     check_tokens(train, f"train data {data.train_path}", vocab_size, context_length)
     check_tokens(val, f"val data {data.val_path}", vocab_size, context_length)
-    tokenizer = None
-    if data.tokenizer_dir is not None:
+    tokenizer = data.tokenizer  # the one prepare_data just trained or loaded: not read again
+    if tokenizer is None and data.tokenizer_dir is not None:
         tokenizer = load_tokenizer(data.tokenizer_dir, cfg.data.special_tokens)
     return RunData(train, val, tokenizer, data.tokenizer_dir, unigram_entropy(val, vocab_size))
 

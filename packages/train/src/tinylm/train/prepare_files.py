@@ -1,13 +1,20 @@
-"""Preprocessing: train the BPE on the train text, encode train and val text to .npy — cached.
+"""Two text files (train, validation) to token files, streamed: corpora of many GB.
 
-Everything lands in `<out>/data/`:
+TinyStories and OpenWebText come as separate train and validation files, too big to read whole.
+`prepare_text_files` writes into one directory:
 
     tokenizer/vocab.json, merges.txt, meta.json    meta.json is written last: the completion mark
     train.npy, train.meta.json, val.npy, val.meta.json
 
-A step is skipped when its meta.json matches what it would be built from: the source file's
-fingerprint (size + SHA-256 of its first and last MiB: cheap on multi-GB files, and unchanged by
-a copy or `touch`), the tokenizer settings, and for token files the tokenizer files' own hash.
+Nothing holds a file in memory: the BPE trains on the train file's first `data.tokenizer_bytes`
+(streamed to a temporary file, cut after its last whole document), encoding streams chunks
+(a worker pool above 8 MB). A step is skipped when its meta.json matches what it would be built
+from: the source file's fingerprint (size + SHA-256 of its first and last MiB: cheap on multi-GB
+files, and unchanged by a copy or `touch`), the tokenizer settings, and for token files the
+tokenizer files' own hash. So a new validation file re-encodes only itself.
+
+`prepare_data` calls this for `data.text` + `data.val_text`, in a cache directory named after
+both fingerprints and the tokenizer settings (`files_cache_dir`).
 """
 
 from __future__ import annotations
@@ -16,30 +23,22 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tinylm.bpe import Tokenizer, train_bpe
-from tinylm.train import DataConfig, atomic_open, atomic_write, load_tokenizer
+from tinylm.train.config import DataConfig
+from tinylm.train.files import atomic_open, atomic_write
+from tinylm.train.prepare import PreparedData, load_tokenizer
 
-__all__ = ["Prepared", "file_fingerprint", "prepare_tokens"]
+__all__ = ["file_fingerprint", "files_cache_dir", "prepare_text_files", "utf8_prefix"]
 
 _EDGE = 1 << 20  # bytes hashed at each end of a source file
 _SMALL = 8_000_000  # below this, encode in-process (a worker pool costs more than it saves)
 
 
-@dataclass(frozen=True)
-class Prepared:
-    tokenizer_dir: Path
-    train_tokens: Path
-    val_tokens: Path
-    steps: dict[str, dict[str, Any]]  # "tokenizer" / "train" / "val" -> meta (+ "cached": bool)
-    # The tokenizer in memory (just trained, or loaded once from the cache), for the sample.
-    tokenizer: Tokenizer | None = field(default=None, compare=False, repr=False)
-
-
 def file_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
+    """{"size", "sha256_edges"}: the size and a hash of the first and last MiB of the file."""
     path = Path(path)
     size = path.stat().st_size
     digest = hashlib.sha256()
@@ -51,20 +50,42 @@ def file_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
     return {"size": size, "sha256_edges": digest.hexdigest()}
 
 
-def prepare_tokens(
+def files_cache_dir(data: DataConfig, cache_root: str | os.PathLike) -> Path:
+    """`<cache_root>/<train>+<val>-v<vocab>-<hash>`: one entry per file pair and tokenizer."""
+    train, val = Path(data.text), Path(data.val_text)
+    identity = {
+        "train": file_fingerprint(train),
+        "val": file_fingerprint(val),
+        "vocab_size": data.vocab_size,
+        "tokenizer_bytes": data.tokenizer_bytes,
+        "special_tokens": list(data.special_tokens),
+    }
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+    return Path(cache_root) / f"{train.stem}+{val.stem}-v{data.vocab_size}-{key}"
+
+
+def prepare_text_files(
     train_text: str | os.PathLike,
     val_text: str | os.PathLike,
     data: DataConfig,
     out_dir: str | os.PathLike,
     *,
-    progress: bool = True,
+    progress: bool = False,
     log=print,
-) -> Prepared:
-    """Train (or reuse) the tokenizer and encode (or reuse) both splits; see the module doc."""
+) -> PreparedData:
+    """Train (or reuse) the tokenizer on `train_text`, encode (or reuse) both files into `out_dir`.
+
+    Returns the paths, each step's meta (`steps`: "tokenizer", "train", "val", each with
+    "cached": bool) and the tokenizer in memory (just trained, or loaded once from the cache)."""
     train_text, val_text = Path(train_text), Path(val_text)
-    for path, flag in ((train_text, "--train-text"), (val_text, "--val-text")):
+    for path, key in ((train_text, "data.text"), (val_text, "data.val_text")):
         if not path.is_file():
-            raise FileNotFoundError(f"text file not found: {path} ({flag})")
+            raise FileNotFoundError(f"text file not found: {path} ({key})")
+    if data.text_errors != "strict":
+        raise ValueError(
+            "data.text_errors = 'replace' needs a single data.text: the streamed encoding of "
+            "data.text + data.val_text reads strict UTF-8"
+        )
     out = Path(out_dir)
     tok_dir = out / "tokenizer"
     tok_dir.mkdir(parents=True, exist_ok=True)
@@ -73,7 +94,7 @@ def prepare_tokens(
     tok_hash = _files_hash(tok_dir / "vocab.json", tok_dir / "merges.txt")
     for split, src in (("train", train_text), ("val", val_text)):
         steps[split] = _encode(tokenizer, tok_hash, src, out / f"{split}.npy", data, progress, log)
-    return Prepared(tok_dir, out / "train.npy", out / "val.npy", steps, tokenizer)
+    return PreparedData(out / "train.npy", out / "val.npy", tok_dir, steps, tokenizer)
 
 
 def _tokenizer(
@@ -110,19 +131,13 @@ def _tokenizer(
         "trained_on_bytes": used,
         "seconds": round(time.perf_counter() - start, 3),
     }
-    _write_meta(tok_dir / "meta.json", meta)
+    atomic_write(tok_dir / "meta.json", json.dumps(meta, indent=2))
     log(f"tokenizer: {len(vocab)} tokens in {meta['seconds']:.1f} s -> {tok_dir}")
     return {**meta, "cached": False}, tokenizer
 
 
 def _encode(
-    tokenizer: Tokenizer,
-    tok_hash: str,
-    src: Path,
-    dst: Path,
-    data: DataConfig,
-    progress: bool,
-    log,
+    tokenizer: Tokenizer, tok_hash: str, src: Path, dst: Path, data: DataConfig, progress, log
 ) -> dict[str, Any]:
     wanted = {
         "source": str(src.resolve()),
@@ -141,7 +156,7 @@ def _encode(
     ids = tokenizer.encode_file(src, dst, num_workers=workers, progress=progress)
     seconds = time.perf_counter() - start
     meta = {**wanted, "tokens": len(ids), "bytes": size, "seconds": round(seconds, 3)}
-    _write_meta(meta_path, meta)
+    atomic_write(meta_path, json.dumps(meta, indent=2))
     log(
         f"encode: {len(ids):,} tokens ({size / max(len(ids), 1):.2f} bytes/token) "
         f"in {seconds:.1f} s ({size / 1e6 / max(seconds, 1e-9):.1f} MB/s)"
@@ -203,7 +218,3 @@ def _read_meta(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-
-
-def _write_meta(path: Path, meta: dict[str, Any]) -> None:
-    atomic_write(path, json.dumps(meta, indent=2))
