@@ -35,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nn_bench import (
+    FAST,
     TINY,
     TINYSTORIES,
     decode_fn,
@@ -138,7 +139,7 @@ def train_rows(shape_name, config, batches, device, steps, compile_, amp, budget
                 continue
             torch.manual_seed(0)
             if impl == "tinylm":
-                model = make_tinylm(config, "sdpa", fused_qkv=True, device=device)
+                model = make_tinylm(config, FAST, device=device)
             else:
                 model = make_hf(config, device=device)
             step = train_step_fn(model, impl, config, batch, device, amp, compiled=compile_)
@@ -195,7 +196,7 @@ def decode_rows(shape_name, config, device, new_tokens, budget, rounds=2) -> lis
             continue
         torch.manual_seed(0)
         if impl == "tinylm":
-            model = make_tinylm(config, "sdpa", device=device).eval()
+            model = make_tinylm(config, FAST, device=device).eval()
             run = decode_fn(model, "tinylm", prompt, new_tokens)
         else:
             model = make_hf(config, device=device).eval()
@@ -245,7 +246,7 @@ def loss_check(config, device, batch, steps, budget) -> dict:
     losses = {}
     for label, amp in (("fp32", None), ("bf16", torch.bfloat16)):
         torch.manual_seed(0)
-        model = make_tinylm(config, "sdpa", fused_qkv=True, device=device)
+        model = make_tinylm(config, FAST, device=device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
         dev_type = torch.device(device).type
         # unchecked(): this phase measures numerics, not the (sync-free) type checks.

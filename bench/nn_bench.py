@@ -5,7 +5,7 @@ both, so only the model differs), fp32, TinyStories shape (vocab 10K, ctx 256, d
 16 heads, d_ff 1344), batch 4. Variants, each timed in every round, rounds interleaved (a shared
 machine's noise hits all variants alike), best round kept:
 
-    tinylm eager, naive attention / sdpa, type checks on (the default) and off; tinylm compiled
+    tinylm eager under each kernel set below, type checks on (the default) and off; compiled
     HF LlamaForCausalLM (attn_implementation="sdpa", untied) eager and compiled
 
 Decoding: greedy, batch 1, 16-token prompt, 128 new tokens, same rounds: `tinylm.nn.generate`
@@ -20,14 +20,16 @@ call (warm-up; includes compilation) is reported apart from its best timed call.
     ... --no-compile        # skip the compiled variants;  --cold-compile: no inductor caches
 
 "Checks off" runs inside `tinylm.nn.typecheck.unchecked()`, which skips exactly what
-TINYLM_TYPECHECK=0 skips (the wrapper's remaining cost is one int test per call). Works with
-ModelConfig(attention=, fused_qkv=) and with TransformerLM(config, compute=ComputeConfig(...)).
+TINYLM_TYPECHECK=0 skips (the wrapper's remaining cost is one int test per call). Kernel sets
+(`ComputeConfig`, same function under each): REFERENCE (every op from scratch), SDPA (fused
+attention only: the previous default), NAIVE_ATTENTION_FAST and FAST (sdpa, fused QKV, torch's
+pointwise kernels, fused cross-entropy: train's default `[compute]`). tinylm's loss is
+`model(x, targets=y)` (its loss kernel); HF's is F.cross_entropy on its float32 logits.
 """
 
 import argparse
 import contextlib
 import dataclasses
-import importlib
 import json
 import time
 
@@ -35,17 +37,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-import tinylm.nn
-from tinylm.nn import TYPECHECK, Linear, ModelConfig, TransformerLM, cross_entropy, generate
-
-
-def nn_name(name: str, module: str):
-    """`tinylm.nn.<name>`; until nn/__init__ exports it (requested), from its own module."""
-    found = getattr(tinylm.nn, name, None)
-    return found if found is not None else getattr(importlib.import_module(module), name)
-
-
-unchecked = nn_name("unchecked", "tinylm.nn.typecheck")
+from tinylm.nn import (
+    TYPECHECK,
+    ComputeConfig,
+    Linear,
+    ModelConfig,
+    TransformerLM,
+    generate,
+    unchecked,
+)
 
 TINYSTORIES = ModelConfig(
     vocab_size=10_000, context_length=256, d_model=512, num_layers=4, num_heads=16, d_ff=1344
@@ -58,13 +58,15 @@ TINY = ModelConfig(
 # --- adapters: one place that knows how kernels are chosen and how HF spells the same model -----
 
 
-def make_tinylm(config: ModelConfig, attention="naive", fused_qkv=False, device=None, dtype=None):
-    """TransformerLM on the given kernels, before or after `ComputeConfig` moved them out."""
-    ComputeConfig = getattr(tinylm.nn, "ComputeConfig", None)
-    if ComputeConfig is None:  # kernels are still ModelConfig fields
-        config = dataclasses.replace(config, attention=attention, fused_qkv=fused_qkv)
-        return TransformerLM(config, device=device, dtype=dtype)
-    compute = ComputeConfig(attention=attention, fused_qkv=fused_qkv)
+# Kernel sets (tinylm.nn.ComputeConfig; the model's function is the same under each).
+REFERENCE = ComputeConfig()  # every op from scratch: naive attention, pointwise, full-logits CE
+SDPA = ComputeConfig(attention="sdpa")  # the previous default: only attention fused
+FAST = ComputeConfig(attention="sdpa", fused_qkv=True, pointwise="torch", loss="fused")
+NAIVE_ATTENTION_FAST = dataclasses.replace(FAST, attention="naive")  # from-scratch attention
+
+
+def make_tinylm(config: ModelConfig, compute: ComputeConfig = FAST, device=None, dtype=None):
+    """TransformerLM on the given kernels."""
     return TransformerLM(config, compute=compute, device=device, dtype=dtype)
 
 
@@ -132,7 +134,7 @@ def train_step_fn(model, kind, config, batch, device, autocast_dtype=None, compi
                 logits = runner(input_ids=x).logits
                 loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
             else:
-                loss = cross_entropy(runner(x), y)
+                loss = runner(x, targets=y)  # the ComputeConfig's loss kernel
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -268,13 +270,22 @@ def main() -> None:
         inductor_config.force_disable_caches = True
     torch.manual_seed(0)
     if not args.decode_only:
-        add("tinylm eager naive, checks on", make_tinylm(config, "naive"), "tinylm")
-        add("tinylm eager sdpa, checks on", make_tinylm(config, "sdpa"), "tinylm")
-        add("tinylm eager naive, checks off", make_tinylm(config, "naive"), "tinylm", unchecked)
-        add("tinylm eager sdpa, checks off", make_tinylm(config, "sdpa"), "tinylm", unchecked)
+        for label, compute in (
+            ("every op from scratch", REFERENCE),
+            ("sdpa only (previous default)", SDPA),
+            ("from-scratch attention + fast ops", NAIVE_ATTENTION_FAST),
+            ("fast (train default)", FAST),
+        ):
+            add(f"tinylm eager {label}, checks on", make_tinylm(config, compute), "tinylm")
+            add(
+                f"tinylm eager {label}, checks off",
+                make_tinylm(config, compute),
+                "tinylm",
+                unchecked,
+            )
         add("HF Llama eager (sdpa)", make_hf(config), "hf")
     if not args.no_compile and not args.decode_only:
-        add("tinylm compiled sdpa", make_tinylm(config, "sdpa"), "tinylm", compiled=True)
+        add("tinylm compiled fast", make_tinylm(config, FAST), "tinylm", compiled=True)
         add("HF Llama compiled (sdpa)", make_hf(config), "hf", compiled=True)
 
     for r in range(rounds if variants else 0):
@@ -293,7 +304,7 @@ def main() -> None:
         config, context_length=max(config.context_length, prompt.shape[1] + n)
     )
     torch.manual_seed(0)
-    tiny_sdpa = make_tinylm(dec_config, "sdpa").eval()
+    tiny_sdpa = make_tinylm(dec_config, FAST).eval()
     hf = make_hf(dec_config).eval()
     decoders = {
         "tinylm generate, eager": decode_fn(tiny_sdpa, "tinylm", prompt, n, compile=False),

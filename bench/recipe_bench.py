@@ -284,7 +284,8 @@ def model_config(shape: Shape, vocab: int, recipe: dict | None) -> ModelConfig:
 
 
 def tinylm_compute(device) -> ComputeConfig:
-    return ComputeConfig(attention="sdpa", fused_qkv=True)
+    """train's default kernels (the loss is F.cross_entropy on the logits for every contender)."""
+    return ComputeConfig(attention="sdpa", fused_qkv=True, pointwise="torch")
 
 
 def make_baseline(name: str, shape: Shape, vocab: int, device, seed: int) -> Contender:

@@ -48,6 +48,8 @@ KERNELS = [
     ComputeConfig(attention="sdpa"),
     ComputeConfig(fused_qkv=True),
     ComputeConfig(attention="sdpa", fused_qkv=True),
+    ComputeConfig(pointwise="torch", loss="fused"),
+    ComputeConfig(attention="sdpa", fused_qkv=True, pointwise="torch", loss="fused"),
 ]
 
 
@@ -353,7 +355,11 @@ def test_every_kernel_gives_the_same_function_with_all_switches_on():
         torch.testing.assert_close(model(ids), reference(ids), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("compute", KERNELS, ids=lambda c: f"{c.attention},fused={c.fused_qkv}")
+@pytest.mark.parametrize(
+    "compute",
+    KERNELS,
+    ids=lambda c: f"{c.attention},fused={c.fused_qkv},{c.pointwise},{c.loss}",
+)
 def test_cached_greedy_generation_equals_uncached_with_all_switches_on(compute):
     model = build(ALL_ON, compute)
     perturb_scalars(model)
@@ -376,7 +382,8 @@ def test_forward_with_targets_is_the_mean_cross_entropy_of_the_logits(config):
     assert torch.equal(loss, cross_entropy(logits, targets))  # "full" is exactly this
     expected = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
     torch.testing.assert_close(loss, expected)
-    assert set(LOSS_KERNELS) == {"full", "chunked"} and set(ATTENTION_KERNELS) == {"naive", "sdpa"}
+    assert set(LOSS_KERNELS) == {"full", "fused", "chunked"}
+    assert set(ATTENTION_KERNELS) == {"naive", "sdpa"}
 
 
 @pytest.mark.parametrize("config", [BASE, ALL_ON], ids=["plain", "all-on"])
@@ -413,7 +420,8 @@ def test_bf16_autocast_with_all_switches_on_is_finite_and_close(attention):
 def test_training_step_with_all_switches_compiles_fullgraph_and_matches_eager():
     eager = build(ALL_ON)
     perturb_scalars(eager)
-    model = build(ALL_ON, ComputeConfig(attention="sdpa", fused_qkv=True))
+    fast = ComputeConfig(attention="sdpa", fused_qkv=True, pointwise="torch", loss="fused")
+    model = build(ALL_ON, fast)
     model.load_state_dict(eager.state_dict())
     compiled = torch.compile(model, fullgraph=True)  # any graph break raises
     ids, targets = ids_and_targets()
@@ -437,6 +445,7 @@ def test_compute_config_round_trips_and_names_bad_keys():
         "attention": "naive",
         "fused_qkv": False,
         "loss": "full",
+        "pointwise": "naive",
         "compile": False,
         "dtype": "auto",
     }
@@ -446,6 +455,8 @@ def test_compute_config_round_trips_and_names_bad_keys():
         ComputeConfig(attention="flash")
     with pytest.raises(ValueError, match="dtype must be one of"):
         ComputeConfig(dtype="fp8")
+    with pytest.raises(ValueError, match="pointwise must be one of"):
+        ComputeConfig(pointwise="triton")
     with pytest.raises(ValueError, match="fused_qkv must be a bool"):
         ComputeConfig(fused_qkv=1)
     with pytest.raises(TypeError, match="compute must be a ComputeConfig"):

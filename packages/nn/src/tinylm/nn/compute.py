@@ -9,7 +9,11 @@ from-scratch reference (defined in attention.py / loss.py), the others must matc
                        "sdpa":  torch.nn.functional.scaled_dot_product_attention (fused kernel)
     QKV_PROJECTIONS    False: q_proj(x), k_proj(x), v_proj(x) (reference)
                        True:  one matmul against the stacked q/k/v weights (keys unchanged)
+    POINTWISE_KERNELS  "naive": layers.rms_norm, silu, relu_squared (reference)
+                       "torch": torch.nn.functional.rms_norm / silu / relu (fused kernels)
     LOSS_KERNELS       "full": lm_head → softcap → cross_entropy on all logits (reference)
+                       "fused": the same logits → torch.nn.functional.cross_entropy (fused
+                                log-softmax + NLL, forward and backward)
                        "chunked": loss.linear_cross_entropy (chunked, no full logits)
 
 `compile` and `dtype` are not used inside tinylm.nn: they ride along so that the train package
@@ -24,14 +28,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F  # fast paths only: every kernel here has a reference elsewhere
 from torch import Tensor
 from torch.nn import Module
-from torch.nn.functional import scaled_dot_product_attention as _fused_sdpa  # fast path only
 
 from tinylm.nn import loss as _loss
 from tinylm.nn.attention import causal_mask, project_qkv_separately, reference_attention
 from tinylm.nn.config import MOVED_TO_COMPUTE
-from tinylm.nn.layers import logit_softcap
+from tinylm.nn.layers import ACTIVATIONS, logit_softcap, rms_norm, upcast
 from tinylm.nn.loss import cross_entropy
 from tinylm.nn.typecheck import is_compiling
 
@@ -41,8 +45,9 @@ from tinylm.nn.typecheck import is_compiling
 def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, past: int) -> Tensor:
     """torch's fused kernel; `is_causal` (its fastest form) when there is no cached prefix."""
     if past == 0:
-        return _fused_sdpa(q, k, v, is_causal=True)
-    return _fused_sdpa(q, k, v, attn_mask=causal_mask(q.shape[-2], past, q.device))
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    mask = causal_mask(q.shape[-2], past, q.device)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
 # kernel(q, k, v, past) -> out; q (..., heads, seq, d_k), k/v (..., heads, past+seq, d_k).
@@ -98,6 +103,27 @@ QKV_PROJECTIONS: dict[bool, Callable[[Module, Tensor], tuple[Tensor, Tensor, Ten
     True: project_qkv_fused,
 }
 
+# ---------------------------------------------------------------------------------- pointwise
+
+
+def torch_rms_norm(x: Tensor, weight: Tensor | None, eps: float) -> Tensor:
+    """torch's rms_norm, on float32 statistics like the reference (no-op casts in float32)."""
+    x32 = upcast(x)
+    w32 = weight.to(x32.dtype) if weight is not None else None
+    return F.rms_norm(x32, (x.shape[-1],), w32, eps).to(x.dtype)
+
+
+def torch_relu_squared(x: Tensor) -> Tensor:
+    return F.relu(x).square()
+
+
+# name -> kernel, for RMSNorm (`rms_norm(x, weight | None, eps)`) and the FFN activations;
+# plugged into every module that has `set_pointwise` (layers.py).
+POINTWISE_KERNELS: dict[str, dict[str, Callable[..., Tensor]]] = {
+    "naive": {"rms_norm": rms_norm, **ACTIVATIONS},  # layers.py, from scratch
+    "torch": {"rms_norm": torch_rms_norm, "silu": F.silu, "relu2": torch_relu_squared},
+}
+
 # --------------------------------------------------------------------------------------- loss
 
 
@@ -108,8 +134,20 @@ def full_logits_loss(
     return cross_entropy(logit_softcap(hidden @ weight.t(), softcap), targets)
 
 
+def fused_logits_loss(
+    hidden: Tensor, weight: Tensor, targets: Tensor, *, softcap: float = 0.0
+) -> Tensor:
+    """The same logits as the reference, then torch's fused log-softmax + NLL (in float32)."""
+    _loss.check_targets(targets, weight.shape[0], "fused_logits_loss")
+    logits = upcast(logit_softcap(hidden @ weight.t(), softcap))
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
 # kernel(hidden (..., d_model), lm_head weight (vocab, d_model), targets (...), *, softcap) -> mean
-LOSS_KERNELS: dict[str, Callable[..., Tensor]] = {"full": full_logits_loss}
+LOSS_KERNELS: dict[str, Callable[..., Tensor]] = {
+    "full": full_logits_loss,
+    "fused": fused_logits_loss,
+}
 # The chunked kernel (loss.py): same function, never materialises the (tokens, vocab) logits.
 LOSS_KERNELS["chunked"] = _loss.linear_cross_entropy
 
@@ -124,6 +162,8 @@ class ComputeConfig:
 
     - `attention`: key of `ATTENTION_KERNELS` ("naive" from scratch, "sdpa" torch's fused kernel)
     - `fused_qkv`: one matmul for Q, K, V against the stacked weights (keys stay q/k/v_proj)
+    - `pointwise`: key of `POINTWISE_KERNELS` (RMSNorm, SiLU, ReLU²: "naive" from scratch,
+      "torch" torch.nn.functional's fused kernels)
     - `loss`: key of `LOSS_KERNELS`, used by `model(ids, targets=...)`
     - `compile`, `dtype` ("auto" | "float32" | "bfloat16"): carried for the train package
       (torch.compile the model; autocast dtype, "auto" = bf16 on CUDA, else float32)
@@ -131,7 +171,8 @@ class ComputeConfig:
 
     attention: Literal["naive", "sdpa"] = "naive"
     fused_qkv: bool = False
-    loss: Literal["full", "chunked"] = "full"
+    loss: Literal["full", "fused", "chunked"] = "full"
+    pointwise: Literal["naive", "torch"] = "naive"
     compile: bool = False
     dtype: str = "auto"
 
@@ -139,6 +180,7 @@ class ComputeConfig:
         for name, allowed in (
             ("attention", tuple(ATTENTION_KERNELS)),
             ("loss", tuple(LOSS_KERNELS)),
+            ("pointwise", tuple(POINTWISE_KERNELS)),
             ("dtype", DTYPES),
         ):
             if getattr(self, name) not in allowed:

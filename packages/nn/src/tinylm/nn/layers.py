@@ -5,6 +5,7 @@ return the input dtype, so bf16/fp16 activations never overflow in x² or exp.
 """
 
 import math
+from collections.abc import Callable, Mapping
 
 import torch
 from jaxtyping import Float, Int
@@ -76,10 +77,22 @@ class Embedding(Module):
         return f"num_embeddings={self.num_embeddings}, embedding_dim={self.embedding_dim}"
 
 
+def rms_norm(x: Tensor, weight: Tensor | None, eps: float) -> Tensor:
+    """The reference: x / sqrt(mean(x²) + eps) (* weight), in float32, returned in x's dtype."""
+    in_dtype = x.dtype
+    x32 = upcast(x)  # x² of a bf16/fp16 activation can overflow or lose all precision
+    inv_rms = torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + eps)
+    if weight is None:
+        return (x32 * inv_rms).to(in_dtype)
+    return (x32 * inv_rms * weight.to(x32.dtype)).to(in_dtype)
+
+
 class RMSNorm(Module):
     """x / sqrt(mean(x²) + eps) * weight over the last dim, computed in float32.
 
     `affine=False` drops the learnable `weight` (parameter-free norm: no state-dict key).
+    `kernel(x, weight, eps)` is `rms_norm` unless `set_pointwise` plugs in a faster one
+    (compute.py's POINTWISE_KERNELS).
     """
 
     def __init__(
@@ -91,16 +104,15 @@ class RMSNorm(Module):
         self.affine = affine
         if affine:
             self.weight = Parameter(torch.ones(d_model, device=device, dtype=dtype))
+        self.kernel = rms_norm
+
+    def set_pointwise(self, kernels: Mapping[str, Callable]) -> None:
+        self.kernel = kernels["rms_norm"]
 
     @typechecked
     def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
         _check_last_dim(x, self.d_model, "d_model", "RMSNorm")
-        in_dtype = x.dtype
-        x32 = upcast(x)  # x² of a bf16/fp16 activation can overflow or lose all precision
-        inv_rms = torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + self.eps)
-        if not self.affine:
-            return (x32 * inv_rms).to(in_dtype)
-        return (x32 * inv_rms * self.weight.to(x32.dtype)).to(in_dtype)
+        return self.kernel(x, self.weight if self.affine else None, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.d_model}, eps={self.eps}" + ("" if self.affine else ", affine=False")
@@ -116,6 +128,10 @@ def silu(x: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
 def relu_squared(x: Float[Tensor, "..."]) -> Float[Tensor, "..."]:
     """max(x, 0)²."""
     return torch.clamp_min(x, 0).square()
+
+
+# The from-scratch pointwise functions, by the names FFNs and POINTWISE_KERNELS use.
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {"silu": silu, "relu2": relu_squared}
 
 
 @typechecked
@@ -135,47 +151,54 @@ def softmax(x: Float[Tensor, "..."], dim: int = -1) -> Float[Tensor, "..."]:
     return (exp / total).to(x.dtype)
 
 
-class SwiGLU(Module):
+class _FeedForward(Module):
+    """w2(act(w1 x)) (ungated) or w2(act(w1 x) ⊙ w3 x) (gated); `ACTIVATION` names act.
+
+    `self.activation` is the from-scratch function below unless `set_pointwise` plugs in a faster
+    kernel for the same function (compute.py's POINTWISE_KERNELS).
+    """
+
+    ACTIVATION = "silu"
+    GATED = False
+
+    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None):
+        super().__init__()
+        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)
+        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)
+        if self.GATED:
+            self.w3 = Linear(d_model, d_ff, device=device, dtype=dtype)
+        self.activation = ACTIVATIONS[self.ACTIVATION]
+
+    def set_pointwise(self, kernels: Mapping[str, Callable]) -> None:
+        self.activation = kernels[self.ACTIVATION]
+
+    @typechecked
+    def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
+        hidden = self.activation(self.w1(x))
+        if self.GATED:
+            hidden = hidden * self.w3(x)
+        return self.w2(hidden)
+
+
+class SwiGLU(_FeedForward):
     """Gated FFN: w2(silu(w1 x) ⊙ w3 x). w1, w3: (d_ff, d_model); w2: (d_model, d_ff)."""
 
-    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None):
-        super().__init__()
-        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)
-        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)
-        self.w3 = Linear(d_model, d_ff, device=device, dtype=dtype)
-
-    @typechecked
-    def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
-        return self.w2(silu(self.w1(x)) * self.w3(x))
+    ACTIVATION, GATED = "silu", True
 
 
-class SiLUFeedForward(Module):
+class SiLUFeedForward(_FeedForward):
     """Ungated FFN for the ablation: w2(silu(w1 x)); d_ff ≈ 1.5× SwiGLU's matches its params."""
 
-    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None):
-        super().__init__()
-        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)
-        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)
-
-    @typechecked
-    def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
-        return self.w2(silu(self.w1(x)))
+    ACTIVATION, GATED = "silu", False
 
 
-class ReLU2FeedForward(Module):
+class ReLU2FeedForward(_FeedForward):
     """Ungated FFN with squared ReLU (Primer; modded-nanogpt): w2(relu(w1 x)²).
 
     Two matrices like the SiLU FFN, so the usual width is 4·d_model.
     """
 
-    def __init__(self, d_model: int, d_ff: int, device=None, dtype=None):
-        super().__init__()
-        self.w1 = Linear(d_model, d_ff, device=device, dtype=dtype)
-        self.w2 = Linear(d_ff, d_model, device=device, dtype=dtype)
-
-    @typechecked
-    def forward(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
-        return self.w2(relu_squared(self.w1(x)))
+    ACTIVATION, GATED = "relu2", False
 
 
 # ModelConfig.ffn -> class; every class is (d_model, d_ff) -> module with w1, w2 (and w3).

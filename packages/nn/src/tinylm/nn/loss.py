@@ -26,7 +26,7 @@ from tinylm.nn.typecheck import typechecked, value_checks_enabled
 DEFAULT_CHUNK_SIZE = 1024
 
 
-def _check_targets(targets: Tensor, vocab: int, where: str) -> None:
+def check_targets(targets: Tensor, vocab: int, where: str) -> None:
     # Reads target values: device-aware (see typecheck.value_checks_enabled), never in the GPU
     # training hot path unless TINYLM_TYPECHECK=strict.
     if value_checks_enabled(targets) and targets.numel() > 0:
@@ -53,7 +53,7 @@ def cross_entropy(
             f"cross_entropy: logits leading shape {tuple(logits.shape[:-1])} does not match "
             f"targets shape {tuple(targets.shape)}"
         )
-    _check_targets(targets, logits.shape[-1], "cross_entropy")
+    check_targets(targets, logits.shape[-1], "cross_entropy")
     logits32 = upcast(logits)
     # Work with shifted logits throughout: lse − x_t = log Σ exp(x − m) − (x_t − m). Adding the max
     # back first would round (1e4 + 0.69) − 1e4 to float32's spacing at 1e4. The shift cancels in
@@ -152,7 +152,7 @@ def linear_cross_entropy(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     if softcap < 0:
         raise ValueError(f"softcap must be >= 0 (0 = off), got {softcap}")
-    _check_targets(targets, weight.shape[0], "linear_cross_entropy")
+    check_targets(targets, weight.shape[0], "linear_cross_entropy")
     device_type = hidden.device.type
     autocast = torch.amp.is_autocast_available(device_type)  # False on e.g. meta
     if autocast and torch.is_autocast_enabled(device_type):

@@ -10,7 +10,8 @@ Ablations from `ModelConfig`:    norm="post": z = ln1(x + attn(x)); y = ln2(z + 
                                  ffn: a key of FFN_VARIANTS (swiglu, silu, relu2)
 Recipe switches (SPEC §3.1):     qk_norm, logit_softcap, value_embeddings, unet_skips,
                                  zero_init_proj, parameter_free_norm (see ModelConfig)
-Kernels (attention, fused QKV, loss) come from a `ComputeConfig` and never change the function.
+Kernels (attention, fused QKV, pointwise ops, loss) come from a `ComputeConfig` and never
+change the function.
 
 Decoding: `forward(ids, kv_cache=c)` is the eager (prefill) path, its shapes vary with the cached
 length; `decode_step(ids (B, 1), c, position)` is one token at a 0-dim tensor position with fixed
@@ -28,7 +29,13 @@ from torch.nn import Module, ModuleList, Parameter
 
 from tinylm.nn import compute as _compute_ops
 from tinylm.nn.attention import CausalSelfAttention, LayerKVCache
-from tinylm.nn.compute import ATTENTION_KERNELS, LOSS_KERNELS, QKV_PROJECTIONS, ComputeConfig
+from tinylm.nn.compute import (
+    ATTENTION_KERNELS,
+    LOSS_KERNELS,
+    POINTWISE_KERNELS,
+    QKV_PROJECTIONS,
+    ComputeConfig,
+)
 from tinylm.nn.config import ModelConfig
 from tinylm.nn.layers import FFN_VARIANTS, Embedding, Linear, RMSNorm, logit_softcap
 from tinylm.nn.rope import RotaryEmbedding
@@ -171,7 +178,7 @@ class TransformerLM(Module):
         self.set_compute(compute or ComputeConfig())
 
     def set_compute(self, compute: ComputeConfig) -> None:
-        """Switch kernels (attention, fused QKV, loss); weights and function stay the same."""
+        """Switch kernels (attention, fused QKV, pointwise ops, loss); the function stays."""
         if not isinstance(compute, ComputeConfig):
             raise TypeError(f"set_compute needs a ComputeConfig, got {compute!r}")
         self.compute = compute
@@ -182,6 +189,10 @@ class TransformerLM(Module):
             layer.attn.set_kernels(
                 ATTENTION_KERNELS[compute.attention], QKV_PROJECTIONS[compute.fused_qkv], masked
             )
+        pointwise = POINTWISE_KERNELS[compute.pointwise]
+        for module in self.modules():  # every RMSNorm and FFN (layers.py)
+            if hasattr(module, "set_pointwise"):
+                module.set_pointwise(pointwise)
         self.loss_kernel = LOSS_KERNELS[compute.loss]
 
     @typechecked
