@@ -280,18 +280,22 @@ def test_extending_a_finished_run_trains_on_at_min_lr(tokens, tmp_path):
 def _poison(monkeypatch, from_call: int, factor: float):
     """Scale the training loss from its `from_call`-th computation on (evaluation untouched).
 
-    train and evaluate take the loss from model(x, targets=y), i.e. the compute.loss kernel."""
-    real = LOSS_KERNELS["full"]
+    train and evaluate take the loss from model(x, targets=y), i.e. the compute.loss kernel:
+    every kernel of the table is wrapped, whichever the config picks."""
     calls = {"n": 0}
 
-    def poisoned(hidden, weight, targets, **kwargs):
-        loss = real(hidden, weight, targets, **kwargs)
-        if not torch.is_grad_enabled():  # an evaluation (no_grad)
-            return loss
-        calls["n"] += 1
-        return loss * factor if calls["n"] >= from_call else loss
+    def poisoned(real):
+        def kernel(hidden, weight, targets, **kwargs):
+            loss = real(hidden, weight, targets, **kwargs)
+            if not torch.is_grad_enabled():  # an evaluation (no_grad)
+                return loss
+            calls["n"] += 1
+            return loss * factor if calls["n"] >= from_call else loss
 
-    monkeypatch.setitem(LOSS_KERNELS, "full", poisoned)
+        return kernel
+
+    for name, real in list(LOSS_KERNELS.items()):
+        monkeypatch.setitem(LOSS_KERNELS, name, poisoned(real))
 
 
 def test_finite_blow_up_is_detected(tokens, tmp_path, monkeypatch, capsys):
