@@ -240,6 +240,7 @@ def main() -> None:
     )
     parser.add_argument("--no-compile", action="store_true", help="skip compiled variants")
     parser.add_argument("--decode-only", action="store_true", help="skip the training table")
+    parser.add_argument("--train-only", action="store_true", help="skip the decoding table")
     parser.add_argument(
         "--cold-compile", action="store_true", help="disable inductor's caches (cold compile)"
     )
@@ -294,39 +295,43 @@ def main() -> None:
             v.best = max(v.best, v.tokens_per_step / seconds)
         print(f"round {r + 1}/{rounds} done")
 
-    prompt = torch.randint(
-        0, config.vocab_size, (1, 16), generator=torch.Generator().manual_seed(1)
-    )
-    n = args.gen_tokens or (16 if args.quick else 128)
-    # Room for prompt + n tokens, so every timed token is a decode step (past the window tinylm
-    # re-encodes it each token, HF runs RoPE past its table: two different workloads).
-    dec_config = dataclasses.replace(
-        config, context_length=max(config.context_length, prompt.shape[1] + n)
-    )
-    torch.manual_seed(0)
-    tiny_sdpa = make_tinylm(dec_config, FAST).eval()
-    hf = make_hf(dec_config).eval()
-    decoders = {
-        "tinylm generate, eager": decode_fn(tiny_sdpa, "tinylm", prompt, n, compile=False),
-        "HF generate (dynamic cache)": decode_fn(hf, "hf", prompt, n),
-        "HF generate (static cache)": decode_fn(hf, "hf", prompt, n, cache_implementation="static"),
-        "floor: the weight matvecs alone": weight_floor_fn(tiny_sdpa, n),
-    }
-    if not args.no_compile:
-        decoders["tinylm generate, compiled step"] = decode_fn(
-            tiny_sdpa, "tinylm", prompt, n, compile=True
+    decoders: dict = {}
+    if not args.train_only:
+        prompt = torch.randint(
+            0, config.vocab_size, (1, 16), generator=torch.Generator().manual_seed(1)
         )
-        try:
-            hf_compiled_kwargs = hf_static_compiled_kwargs()
-        except ImportError:  # transformers without CompileConfig (< 4.47)
-            print("note: this transformers has no CompileConfig: no HF static + compile row")
-        else:
-            decoders["HF generate (static cache + compile)"] = decode_fn(
-                hf, "hf", prompt, n, **hf_compiled_kwargs
+        n = args.gen_tokens or (16 if args.quick else 128)
+        # Room for prompt + n tokens, so every timed token is a decode step (past the window tinylm
+        # re-encodes it each token, HF runs RoPE past its table: two different workloads).
+        dec_config = dataclasses.replace(
+            config, context_length=max(config.context_length, prompt.shape[1] + n)
+        )
+        torch.manual_seed(0)
+        tiny_sdpa = make_tinylm(dec_config, FAST).eval()
+        hf = make_hf(dec_config).eval()
+        decoders = {
+            "tinylm generate, eager": decode_fn(tiny_sdpa, "tinylm", prompt, n, compile=False),
+            "HF generate (dynamic cache)": decode_fn(hf, "hf", prompt, n),
+            "HF generate (static cache)": decode_fn(
+                hf, "hf", prompt, n, cache_implementation="static"
+            ),
+            "floor: the weight matvecs alone": weight_floor_fn(tiny_sdpa, n),
+        }
+        if not args.no_compile:
+            decoders["tinylm generate, compiled step"] = decode_fn(
+                tiny_sdpa, "tinylm", prompt, n, compile=True
             )
+            try:
+                hf_compiled_kwargs = hf_static_compiled_kwargs()
+            except ImportError:  # transformers without CompileConfig (< 4.47)
+                print("note: this transformers has no CompileConfig: no HF static + compile row")
+            else:
+                decoders["HF generate (static cache + compile)"] = decode_fn(
+                    hf, "hf", prompt, n, **hf_compiled_kwargs
+                )
     decode_best = dict.fromkeys(decoders, 0.0)
     first_call: dict[str, list[float]] = {label: [] for label in decoders}
-    for r in range(rounds):
+    for r in range(rounds if decoders else 0):
         for label, run in decoders.items():
             decode_best[label] = max(
                 decode_best[label], time_decode(run, n, device, first=first_call[label])
@@ -345,15 +350,16 @@ def main() -> None:
         for v in variants:
             vs_c = f"{v.best / hf_compiled:.2f}x" if hf_compiled else "-"
             print(f"| {v.label} | {v.best:,.0f} | {v.best / hf_eager:.2f}x | {vs_c} |")
-    hf_dec = decode_best["HF generate (dynamic cache)"]
-    print(
-        f"\n| decoding, greedy, batch 1, {n} new tokens, ctx {dec_config.context_length} "
-        "| tokens/s (best) | vs HF generate "
-        "| first call s (round 1) |"
-    )
-    print("|---|---:|---:|---:|")
-    for label, tps in decode_best.items():
-        print(f"| {label} | {tps:,.1f} | {tps / hf_dec:.2f}x | {first_call[label][0]:.1f} |")
+    if decoders:
+        hf_dec = decode_best["HF generate (dynamic cache)"]
+        print(
+            f"\n| decoding, greedy, batch 1, {n} new tokens, ctx {dec_config.context_length} "
+            "| tokens/s (best) | vs HF generate "
+            "| first call s (round 1) |"
+        )
+        print("|---|---:|---:|---:|")
+        for label, tps in decode_best.items():
+            print(f"| {label} | {tps:,.1f} | {tps / hf_dec:.2f}x | {first_call[label][0]:.1f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
