@@ -7,8 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinylm.nn import ComputeConfig, ModelConfig, RMSNorm, TransformerLM, cross_entropy
-from tinylm.nn.compute import LOSS_KERNELS, POINTWISE_KERNELS, torch_rms_norm
+from tinylm.nn.compute import LOSS_KERNELS, POINTWISE_KERNELS, complex_rope, torch_rms_norm
 from tinylm.nn.layers import ACTIVATIONS, SwiGLU, rms_norm
+from tinylm.nn.rope import RotaryEmbedding, rotate_pairs
 
 FAST = ComputeConfig(attention="sdpa", fused_qkv=True, pointwise="torch", loss="fused")
 BASE = ModelConfig(vocab_size=50, context_length=16, d_model=32, num_layers=2, num_heads=4, d_ff=64)
@@ -17,7 +18,7 @@ BASE = ModelConfig(vocab_size=50, context_length=16, d_model=32, num_layers=2, n
 def test_the_tables_pair_every_fast_kernel_with_its_reference():
     assert set(POINTWISE_KERNELS) == {"naive", "torch"}
     naive, fast = POINTWISE_KERNELS["naive"], POINTWISE_KERNELS["torch"]
-    assert set(naive) == set(fast) == {"rms_norm", *ACTIVATIONS}
+    assert set(naive) == set(fast) == {"rms_norm", "rope", *ACTIVATIONS}
     assert naive["rms_norm"] is rms_norm and naive["silu"] is ACTIVATIONS["silu"]
     assert fast["silu"] is F.silu
 
@@ -44,6 +45,34 @@ def test_torch_rms_norm_equals_the_reference(rows, d, affine, dtype, scale, seed
     torch.testing.assert_close(out, out_ref, **tol)
     for a, b in zip(grads, grads_ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-3 if dtype == torch.float32 else 5e-2, atol=1e-3)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    heads=st.integers(1, 3),
+    seq=st.integers(1, 12),
+    half=st.integers(1, 8),
+    transposed=st.booleans(),
+    dtype=st.sampled_from([torch.float32, torch.bfloat16]),
+    seed=st.integers(0, 2**16),
+)
+def test_complex_rope_equals_the_pair_rotation(heads, seq, half, transposed, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    rope = RotaryEmbedding(10_000.0, 2 * half, 16)
+    x = torch.randn(2, seq, heads, 2 * half, generator=g)
+    # As attention passes it: (batch, heads, seq, d_k), often a transposed (strided) view.
+    x = (x.transpose(1, 2) if transposed else x.reshape(2, heads, seq, 2 * half)).to(dtype)
+    x.requires_grad_()
+    positions = torch.randint(0, 16, (seq,), generator=g)
+    cos, sin = rope.cos[positions], rope.sin[positions]
+    ref, fast = rotate_pairs(x, cos, sin), complex_rope(x, cos, sin)
+    assert fast.dtype == dtype and fast.shape == x.shape
+    tol = {} if dtype == torch.float32 else {"rtol": 1e-2, "atol": 1e-2}
+    torch.testing.assert_close(fast, ref, **tol)
+    weights = torch.randn(x.shape, generator=g)
+    (g_ref,) = torch.autograd.grad((ref.float() * weights).sum(), x)
+    (g_fast,) = torch.autograd.grad((fast.float() * weights).sum(), x)
+    torch.testing.assert_close(g_fast, g_ref, **tol)
 
 
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
@@ -88,6 +117,7 @@ def test_set_compute_plugs_pointwise_kernels_into_every_norm_and_ffn():
     model.set_compute(FAST)
     assert all(m.kernel is torch_rms_norm for m in norms)
     assert all(m.activation is F.silu for m in ffns)
+    assert model.layers[0].attn.rope.rotate is complex_rope
     model.set_compute(ComputeConfig())
     assert all(m.kernel is rms_norm for m in norms)
 

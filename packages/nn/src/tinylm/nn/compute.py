@@ -9,8 +9,9 @@ from-scratch reference (defined in attention.py / loss.py), the others must matc
                        "sdpa":  torch.nn.functional.scaled_dot_product_attention (fused kernel)
     QKV_PROJECTIONS    False: q_proj(x), k_proj(x), v_proj(x) (reference)
                        True:  one matmul against the stacked q/k/v weights (keys unchanged)
-    POINTWISE_KERNELS  "naive": layers.rms_norm, silu, relu_squared (reference)
-                       "torch": torch.nn.functional.rms_norm / silu / relu (fused kernels)
+    POINTWISE_KERNELS  "naive": layers.rms_norm, silu, relu_squared, rope.rotate_pairs
+                       "torch": torch.nn.functional.rms_norm / silu / relu (fused kernels),
+                                RoPE as one complex multiply
     LOSS_KERNELS       "full": lm_head → softcap → cross_entropy on all logits (reference)
                        "fused": the same logits → torch.nn.functional.cross_entropy (fused
                                 log-softmax + NLL, forward and backward)
@@ -37,6 +38,7 @@ from tinylm.nn.attention import causal_mask, project_qkv_separately, reference_a
 from tinylm.nn.config import MOVED_TO_COMPUTE
 from tinylm.nn.layers import ACTIVATIONS, logit_softcap, rms_norm, upcast
 from tinylm.nn.loss import cross_entropy
+from tinylm.nn.rope import rotate_pairs
 from tinylm.nn.typecheck import is_compiling
 
 # ----------------------------------------------------------------------------------- attention
@@ -117,11 +119,27 @@ def torch_relu_squared(x: Tensor) -> Tensor:
     return F.relu(x).square()
 
 
-# name -> kernel, for RMSNorm (`rms_norm(x, weight | None, eps)`) and the FFN activations;
-# plugged into every module that has `set_pointwise` (layers.py).
+def complex_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """RoPE's pair rotation as one complex multiply: (x₂ᵢ + i·x₂ᵢ₊₁)·(cos + i·sin).
+
+    The same float32 arithmetic as rope.rotate_pairs in one pass instead of six (complex needs
+    float32: a bf16 input is upcast, like the reference does against its float32 tables).
+    """
+    pairs = torch.view_as_complex(upcast(x).reshape(*x.shape[:-1], -1, 2))
+    rotated = pairs * torch.complex(cos.to(pairs.real.dtype), sin.to(pairs.real.dtype))
+    return torch.view_as_real(rotated).flatten(-2).to(x.dtype)
+
+
+# name -> kernel, for RMSNorm (`rms_norm(x, weight | None, eps)`), the FFN activations and RoPE
+# (`rope(x, cos, sin)`); plugged into every module that has `set_pointwise` (layers.py, rope.py).
 POINTWISE_KERNELS: dict[str, dict[str, Callable[..., Tensor]]] = {
-    "naive": {"rms_norm": rms_norm, **ACTIVATIONS},  # layers.py, from scratch
-    "torch": {"rms_norm": torch_rms_norm, "silu": F.silu, "relu2": torch_relu_squared},
+    "naive": {"rms_norm": rms_norm, **ACTIVATIONS, "rope": rotate_pairs},  # from scratch
+    "torch": {
+        "rms_norm": torch_rms_norm,
+        "silu": F.silu,
+        "relu2": torch_relu_squared,
+        "rope": complex_rope,
+    },
 }
 
 # --------------------------------------------------------------------------------------- loss

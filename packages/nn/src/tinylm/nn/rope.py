@@ -6,12 +6,23 @@ which is all attention needs. cos/sin tables are precomputed once for every posi
 max_seq_len and kept out of the state dict (`persistent=False`): they are a function of the config.
 """
 
+from collections.abc import Callable, Mapping
+
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 from torch.nn import Module
 
 from tinylm.nn.typecheck import typechecked, value_checks_enabled
+
+
+def rotate_pairs(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """The reference rotation: pair i of x's last dim by the angle whose cos/sin are column i."""
+    x_even, x_odd = x[..., 0::2], x[..., 1::2]
+    rotated_even = x_even * cos - x_odd * sin
+    rotated_odd = x_even * sin + x_odd * cos
+    # Interleave back: (..., d_k/2, 2) -> (..., d_k) puts pair i at columns 2i, 2i+1.
+    return torch.stack((rotated_even, rotated_odd), dim=-1).flatten(-2).to(x.dtype)
 
 
 class RotaryEmbedding(Module):
@@ -30,6 +41,10 @@ class RotaryEmbedding(Module):
         angles = torch.outer(positions, inv_freq)  # (max_seq_len, d_k/2)
         self.register_buffer("cos", angles.cos().to(table_dtype), persistent=False)
         self.register_buffer("sin", angles.sin().to(table_dtype), persistent=False)
+        self.rotate = rotate_pairs  # or a faster kernel: compute.py's POINTWISE_KERNELS["rope"]
+
+    def set_pointwise(self, kernels: Mapping[str, Callable]) -> None:
+        self.rotate = kernels["rope"]
 
     @typechecked
     def forward(
@@ -46,11 +61,7 @@ class RotaryEmbedding(Module):
                 )
         cos = self.cos[token_positions]  # (..., seq, d_k/2), broadcasts against x's leading dims
         sin = self.sin[token_positions]
-        x_even, x_odd = x[..., 0::2], x[..., 1::2]
-        rotated_even = x_even * cos - x_odd * sin
-        rotated_odd = x_even * sin + x_odd * cos
-        # Interleave back: (..., d_k/2, 2) -> (..., d_k) puts pair i at columns 2i, 2i+1.
-        return torch.stack((rotated_even, rotated_odd), dim=-1).flatten(-2).to(x.dtype)
+        return self.rotate(x, cos, sin)
 
     def extra_repr(self) -> str:
         return f"theta={self.theta}, d_k={self.d_k}, max_seq_len={self.max_seq_len}"
