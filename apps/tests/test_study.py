@@ -9,7 +9,7 @@ import pytest
 from tinylm.apps.accounting import largest_batch
 from tinylm.apps.study import lr_grid, plan_study, sqrt_scaled_lr
 from tinylm.apps.study_cli import main
-from tinylm.apps.study_report import write_study_report
+from tinylm.apps.study_report import collect_results, write_study_report
 from tinylm.apps.study_run import PointState
 from tinylm.nn import model_stats
 
@@ -152,3 +152,18 @@ def test_report_from_fake_metrics(tmp_path, tiny):
     for png in ("curves_step.png", "curves_wallclock.png", "loss_vs_lr.png"):
         assert f"]({png})" in report
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_divergence_is_a_rise_not_a_high_start(tmp_path, tiny):
+    """A no-norm model starts at 12+ nats and trains: not diverged. A run whose loss rose more
+    than 1 nat above its lowest value blew up, even if it finished ('done') lower again."""
+    plan = plan_study("lr", "cpu", tiny)
+    points = plan.points[2:4]
+    plan = type(plan)(**{**plan.__dict__, "points": points})
+    _fake_run(tmp_path / points[0].name, [12.0, 8.0, 6.0, 5.0])  # high start, falls
+    _fake_run(tmp_path / points[1].name, [7.0, 6.0, 7.2, 6.5])  # +1.2 over its best at step 30
+    states = {p.name: PointState("done", 40) for p in points}
+    results = {r.name: r for r in collect_results(plan, tmp_path, states)}
+    assert results[points[0].name].status == "done"
+    assert results[points[1].name].status == "diverged"
+    assert results[points[1].name].diverged_step == 30

@@ -1,5 +1,7 @@
 """compute.py's fast kernels against their from-scratch references (and torch's formulas)."""
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinylm.nn import ComputeConfig, ModelConfig, RMSNorm, TransformerLM, cross_entropy
-from tinylm.nn.compute import LOSS_KERNELS, POINTWISE_KERNELS, complex_rope, torch_rms_norm
+from tinylm.nn.compute import (
+    LOSS_KERNELS,
+    NAIVE_ATTENTION_BY_POINTWISE,
+    POINTWISE_KERNELS,
+    complex_rope,
+    torch_rms_norm,
+)
 from tinylm.nn.layers import ACTIVATIONS, SwiGLU, rms_norm
 from tinylm.nn.rope import RotaryEmbedding, rotate_pairs
 
@@ -138,3 +146,23 @@ def test_fast_kernel_set_trains_the_same_function_as_the_reference():
     grads = dict(fast.named_parameters())
     for name, p in reference.named_parameters():
         torch.testing.assert_close(grads[name].grad, p.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("past", [0, 5])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_naive_attention_on_torch_softmax_equals_the_reference(past, dtype):
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(2, 3, 7, 8, generator=g).to(dtype).requires_grad_()
+    k, v = (torch.randn(2, 3, 7 + past, 8, generator=g).to(dtype).requires_grad_() for _ in "kv")
+    ref = NAIVE_ATTENTION_BY_POINTWISE["naive"](q, k, v, past)
+    fast = NAIVE_ATTENTION_BY_POINTWISE["torch"](q, k, v, past)
+    assert fast.dtype == ref.dtype == dtype
+    tol = {} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 2e-2}
+    torch.testing.assert_close(fast, ref, **tol)
+    w = torch.randn(ref.shape, generator=g)
+    grads_ref = torch.autograd.grad((ref.float() * w).sum(), (q, k, v))
+    grads_fast = torch.autograd.grad((fast.float() * w).sum(), (q, k, v))
+    for a, b in zip(grads_fast, grads_ref, strict=True):
+        torch.testing.assert_close(a, b, **tol)
+    model = TransformerLM(BASE, dataclasses.replace(FAST, attention="naive"))
+    assert model.layers[0].attn.attention_kernel is NAIVE_ATTENTION_BY_POINTWISE["torch"]

@@ -2,9 +2,11 @@
 
 Everything is read back from the point directories (metrics.jsonl, sample.txt) and the states the
 runner recorded; no number is written here that a run did not produce. A point counts as
-diverged when train-lm stopped it (non-finite loss), or when its train loss rose above
-1.25·ln(vocab): worse than predicting the uniform distribution, i.e. it blew up, even if the
-schedule's decay later pulled it back.
+diverged when train-lm stopped it (non-finite loss), or when its logged train loss *rose* more
+than RISE nats above the lowest value it had reached: it blew up, even if the schedule's decay
+later pulled it back. A rise, not a level: a model without RMSNorm starts far above ln(vocab)
+(large initial logits) and may still train normally; healthy runs here wobble by < 0.2 nats
+between log points, lr 1 rose by 1.3.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from tinylm.train import MetricsLog, atomic_write, load_config
 
 __all__ = ["PointResult", "collect_results", "write_study_report"]
 
-BLOWUP = 1.25  # × ln(vocab)
+RISE = 1.0  # nats above the running minimum of the logged train loss
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,6 @@ def _is_num(v: Any) -> bool:
 def collect_results(
     plan: StudyPlan, study_dir: Path, states: dict[str, PointState]
 ) -> list[PointResult]:
-    limit = BLOWUP * math.log(plan.reference.model.vocab_size)
     out = []
     for point in plan.points:
         run_dir = study_dir / point.name
@@ -62,13 +63,17 @@ def collect_results(
         records = [r for r in MetricsLog(run_dir / "metrics.jsonl").read() if "step" in r]
         evals = [r for r in records if _is_num(r.get("val_loss")) and math.isfinite(r["val_loss"])]
         status, diverged_step = state.status, state.step if state.status == "diverged" else None
+        lowest = math.inf
         for r in records:
             loss = r.get("train_loss")
-            if _is_num(loss) and (not math.isfinite(loss) or loss > limit):
+            if not _is_num(loss):
+                continue
+            if not math.isfinite(loss) or loss > lowest + RISE:
                 if status in ("done", "partial"):
                     status = "diverged"
                 diverged_step = diverged_step if diverged_step is not None else r["step"]
                 break
+            lowest = min(lowest, loss)
         if status == "diverged" and diverged_step is None and records:
             diverged_step = records[-1]["step"]
         best = min(evals, key=lambda r: r["val_loss"]) if evals else None

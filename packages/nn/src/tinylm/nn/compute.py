@@ -5,7 +5,9 @@ kernels for that same function, so a run may resume with other kernels but never
 architecture. Each table maps a ComputeConfig value to a kernel; the first entry is the
 from-scratch reference (defined in attention.py / loss.py), the others must match it (tested):
 
-    ATTENTION_KERNELS  "naive": scaled_dot_product_attention + causal mask (reference)
+    ATTENTION_KERNELS  "naive": scaled_dot_product_attention + causal mask (reference); with
+                                pointwise="torch" the same algorithm on torch's softmax kernel
+                                (NAIVE_ATTENTION_BY_POINTWISE)
                        "sdpa":  torch.nn.functional.scaled_dot_product_attention (fused kernel)
     QKV_PROJECTIONS    False: q_proj(x), k_proj(x), v_proj(x) (reference)
                        True:  one matmul against the stacked q/k/v weights (keys unchanged)
@@ -51,6 +53,25 @@ def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, past: int) -> Tensor:
     mask = causal_mask(q.shape[-2], past, q.device)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
+
+def naive_attention_torch_softmax(q: Tensor, k: Tensor, v: Tensor, past: int) -> Tensor:
+    """The from-scratch algorithm (all scores, causal mask, softmax, weighted sum) with the 1/√d_k
+    folded into q (a seq×d_k pass instead of a seq×seq one) and torch's one-pass softmax kernel,
+    whose float32 statistics match layers.softmax."""
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+    scores = scores.masked_fill(~causal_mask(q.shape[-2], past, q.device), float("-inf"))
+    return (
+        torch.softmax(scores, dim=-1, dtype=torch.promote_types(q.dtype, torch.float32)).to(v.dtype)
+        @ v
+    )
+
+
+# attention="naive" under each pointwise setting: from scratch either way, only the softmax kernel
+# differs (a fully masked row cannot occur in causal attention, so the two agree everywhere).
+NAIVE_ATTENTION_BY_POINTWISE: dict[str, Callable[[Tensor, Tensor, Tensor, int], Tensor]] = {
+    "naive": reference_attention,
+    "torch": naive_attention_torch_softmax,
+}
 
 # kernel(q, k, v, past) -> out; q (..., heads, seq, d_k), k/v (..., heads, past+seq, d_k).
 ATTENTION_KERNELS: dict[str, Callable[[Tensor, Tensor, Tensor, int], Tensor]] = {
@@ -123,8 +144,12 @@ def complex_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """RoPE's pair rotation as one complex multiply: (x₂ᵢ + i·x₂ᵢ₊₁)·(cos + i·sin).
 
     The same float32 arithmetic as rope.rotate_pairs in one pass instead of six (complex needs
-    float32: a bf16 input is upcast, like the reference does against its float32 tables).
+    float32: a bf16 input is upcast, like the reference does against its float32 tables). Under
+    torch.compile it is the reference: inductor does not generate code for complex ops, and it
+    fuses the reference's six passes into one anyway.
     """
+    if is_compiling():
+        return rotate_pairs(x, cos, sin)
     pairs = torch.view_as_complex(upcast(x).reshape(*x.shape[:-1], -1, 2))
     rotated = pairs * torch.complex(cos.to(pairs.real.dtype), sin.to(pairs.real.dtype))
     return torch.view_as_real(rotated).flatten(-2).to(x.dtype)

@@ -32,6 +32,7 @@ from tinylm.nn.attention import CausalSelfAttention, LayerKVCache
 from tinylm.nn.compute import (
     ATTENTION_KERNELS,
     LOSS_KERNELS,
+    NAIVE_ATTENTION_BY_POINTWISE,
     POINTWISE_KERNELS,
     QKV_PROJECTIONS,
     ComputeConfig,
@@ -185,10 +186,11 @@ class TransformerLM(Module):
         # Decode steps attend under an explicit mask; compute.py may offer a fused kernel for
         # that (MASKED_ATTENTION_KERNELS, same keys as ATTENTION_KERNELS), else from scratch.
         masked = getattr(_compute_ops, "MASKED_ATTENTION_KERNELS", {}).get(compute.attention)
+        attention = ATTENTION_KERNELS[compute.attention]
+        if compute.attention == "naive":
+            attention = NAIVE_ATTENTION_BY_POINTWISE[compute.pointwise]
         for layer in self.layers:
-            layer.attn.set_kernels(
-                ATTENTION_KERNELS[compute.attention], QKV_PROJECTIONS[compute.fused_qkv], masked
-            )
+            layer.attn.set_kernels(attention, QKV_PROJECTIONS[compute.fused_qkv], masked)
         pointwise = POINTWISE_KERNELS[compute.pointwise]
         for module in self.modules():  # every RMSNorm and FFN (layers.py)
             if hasattr(module, "set_pointwise"):

@@ -310,7 +310,9 @@ def _run(
     run.plot()
     sample = None
     wants_sample = data.tokenizer is not None and cfg.sample.max_new_tokens > 0
-    if dist.is_main and stopped == "finished" and wants_sample:
+    # A spent time budget is a planned end (the schedule was fitted to it): sample as at the last
+    # step. An interrupted run samples when it is resumed and finishes.
+    if dist.is_main and stopped in ("finished", "time budget") and wants_sample:
         sample = write_sample(cfg.run_dir / "sample.txt", model, data.tokenizer, cfg.sample)
         log(f"sample:\n{sample}\n")
     return run.finish(stopped, stop, train_loss, val_loss, data.unigram_entropy, sample, log)
