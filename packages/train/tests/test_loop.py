@@ -113,7 +113,8 @@ def test_time_budget_stops_with_checkpoint(tiny_config):
     result = train(tiny_config.replace(train={"max_seconds": 1e-9}), progress=False, log=_quiet)
     assert result.stopped == "time budget" and result.step == 1
     assert find_checkpoints(tiny_config.run_dir)[-1].name == "step_0000001.pt"
-    # A spent budget is a planned end: the run samples, like a finished one.
+    # A spent budget is a planned end: the run evaluates and samples, like a finished one.
+    assert result.val_loss is not None
     assert result.sample and (tiny_config.run_dir / "sample.txt").read_text().startswith(result.sample)
 
 

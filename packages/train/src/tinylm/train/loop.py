@@ -238,7 +238,12 @@ def _run(
             interrupted = run.should_stop(stop, device)
             is_last = step == end_step
             log_now = step % cfg.train.log_interval == 0 or is_last or interrupted
-            eval_now = step % cfg.eval.interval == 0 or (is_last and end_step == max_steps)
+            budget_spent = interrupted and not stop.signal  # the time budget: a planned end
+            eval_now = (
+                step % cfg.eval.interval == 0
+                or (is_last and end_step == max_steps)
+                or budget_spent
+            )
             ckpt_now = step % cfg.run.checkpoint_interval == 0 or is_last
             interval_time += time.perf_counter() - step_start
             if check_every_step:  # free on CPU: catch a bad step before anything else runs
