@@ -174,7 +174,7 @@ def prepare_data(shape: Shape, text_path: Path, cache: Path, log) -> tuple[np.nd
     doc = text.find(SPECIAL, cut)
     cut = doc if doc > 0 else cut
     train_text, val_text = text[:cut], text[cut:]
-    tok_src = d / "tokenizer_text.txt"
+    tok_src = d / f"tokenizer_text.{os.getpid()}.txt"  # per process: two benches may race here
     tok_src.write_text(train_text[: shape.tokenizer_bytes], encoding="utf-8")
     vocab, merges = train_bpe(tok_src, shape.vocab_size, [SPECIAL])
     tok_src.unlink()
@@ -183,7 +183,7 @@ def prepare_data(shape: Shape, text_path: Path, cache: Path, log) -> tuple[np.nd
     train_ids = np.asarray(tokenizer.encode(train_text), dtype=np.int32)
     val_ids = np.asarray(tokenizer.encode(val_text), dtype=np.int32)
     for path, ids in ((train_npy, train_ids), (val_npy, val_ids)):
-        tmp = path.with_suffix(".tmp.npy")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
         np.save(tmp, ids)
         tmp.replace(path)  # atomic: a half-written cache is never picked up
     log(
