@@ -15,6 +15,7 @@ from tinylm.nn.attention import CausalSelfAttention, scaled_dot_product_attentio
 from tinylm.nn.compute import (
     ATTENTION_KERNELS,
     LOSS_KERNELS,
+    POINTWISE_KERNELS,
     QKV_PROJECTIONS,
     ComputeConfig,
     split_compute_keys,
@@ -44,6 +45,7 @@ __all__ = [
     "ATTENTION_KERNELS",
     "FFN_VARIANTS",
     "LOSS_KERNELS",
+    "POINTWISE_KERNELS",
     "QKV_PROJECTIONS",
     "TYPECHECK",
     "CausalSelfAttention",
