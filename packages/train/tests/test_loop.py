@@ -115,7 +115,8 @@ def test_time_budget_stops_with_checkpoint(tiny_config):
     assert find_checkpoints(tiny_config.run_dir)[-1].name == "step_0000001.pt"
     # A spent budget is a planned end: the run evaluates and samples, like a finished one.
     assert result.val_loss is not None
-    assert result.sample and (tiny_config.run_dir / "sample.txt").read_text().startswith(result.sample)
+    written = (tiny_config.run_dir / "sample.txt").read_text()
+    assert result.sample and written.startswith(result.sample)
 
 
 def test_refuses_to_clobber_and_to_resume_nothing(tiny_config):
