@@ -240,9 +240,7 @@ def _run(
             log_now = step % cfg.train.log_interval == 0 or is_last or interrupted
             budget_spent = interrupted and not stop.signal  # the time budget: a planned end
             eval_now = (
-                step % cfg.eval.interval == 0
-                or (is_last and end_step == max_steps)
-                or budget_spent
+                step % cfg.eval.interval == 0 or (is_last and end_step == max_steps) or budget_spent
             )
             ckpt_now = step % cfg.run.checkpoint_interval == 0 or is_last
             interval_time += time.perf_counter() - step_start
