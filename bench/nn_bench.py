@@ -70,8 +70,12 @@ def make_tinylm(config: ModelConfig, compute: ComputeConfig = FAST, device=None,
     return TransformerLM(config, compute=compute, device=device, dtype=dtype)
 
 
-def make_hf(config: ModelConfig, device=None, dtype=torch.float32):
-    """LlamaForCausalLM of the same shape (random weights, untied, sdpa attention)."""
+def make_hf(
+    config: ModelConfig, device=None, dtype=torch.float32, *, seed: int = 0, use_cache: bool = True
+):
+    """LlamaForCausalLM of the same shape (HF's own init from `seed`, untied, sdpa attention).
+
+    `use_cache=False` for a training-only peer (no KV cache built in its forward)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     kwargs = dict(
@@ -89,6 +93,7 @@ def make_hf(config: ModelConfig, device=None, dtype=torch.float32):
         bos_token_id=None,
         eos_token_id=None,
         pad_token_id=None,
+        use_cache=use_cache,
     )
     if "rope_parameters" in LlamaConfig.__init__.__code__.co_varnames:  # transformers >= 5
         kwargs["rope_parameters"] = {"rope_type": "default", "rope_theta": config.rope_theta}
@@ -96,7 +101,7 @@ def make_hf(config: ModelConfig, device=None, dtype=torch.float32):
         kwargs["rope_theta"] = config.rope_theta
     hf_config = LlamaConfig(**kwargs)
     hf_config._attn_implementation = "sdpa"
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     return LlamaForCausalLM(hf_config).to(device=device, dtype=dtype)
 
 

@@ -47,6 +47,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nn_bench import make_hf  # the HF peer, shared with nn_bench and gpu_check
+
 from tinylm.bpe import Tokenizer, train_bpe
 from tinylm.nn import ComputeConfig, ModelConfig, TransformerLM, default_d_ff
 from tinylm.optim import LRSchedule, OptimizerHParams, build_optimizers, clip_grad_norm
@@ -354,24 +357,8 @@ def make_modern(name: str, shape: Shape, vocab: int, device, seed: int, r: dict)
 
 
 def make_peer(name: str, shape: Shape, vocab: int, device, seed: int, lr: float) -> Contender:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=shape.d_model,
-        intermediate_size=default_d_ff(shape.d_model),
-        num_hidden_layers=shape.num_layers,
-        num_attention_heads=shape.num_heads,
-        num_key_value_heads=shape.num_heads,
-        max_position_embeddings=shape.context_length,
-        rms_norm_eps=1e-5,
-        rope_theta=10000.0,
-        tie_word_embeddings=False,
-        use_cache=False,
-        attn_implementation="sdpa",
-    )
-    model = LlamaForCausalLM(cfg).to(device)  # HF's own init: every weight N(0, 0.02)
+    # nn_bench's HF Llama of the baseline's ModelConfig: HF's own init, every weight N(0, 0.02).
+    model = make_hf(model_config(shape, vocab, None), device, seed=seed, use_cache=False)
     b = BASELINE
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
