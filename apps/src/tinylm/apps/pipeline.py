@@ -96,7 +96,8 @@ def run_pipeline(
     else:
         result = train(config, resume=resume, progress=progress, log=log)
     if result.sample is None and result.model is not None and config.sample.max_new_tokens > 0:
-        # Stopped early (budget or signal): train() samples only after a finished schedule.
+        # Stopped by a signal, or at the calibration when no further step fits: train() samples
+        # only at a planned end (schedule finished, or its time budget spent).
         # This sample comes after the budget and is not counted against it.
         result.sample = write_sample(
             out / "sample.txt", result.model, prepared.tokenizer, config.sample
