@@ -85,13 +85,15 @@ def prepare_data(
 
     if config.val_text:
         # Imported here: prepare_files.py builds on this module's PreparedData and load_tokenizer.
-        from tinylm.train.prepare_files import files_cache_dir, prepare_text_files
+        from tinylm.train.prepare_files import (
+            check_text_files,
+            files_cache_dir,
+            prepare_text_files,
+        )
 
         if not config.text:
             raise ValueError("data.val_text needs data.text, the train file beside it")
-        for path, key in ((config.text, "data.text"), (config.val_text, "data.val_text")):
-            if not Path(path).is_file():
-                raise FileNotFoundError(f"text file not found: {path} ({key})")
+        check_text_files(config.text, config.val_text)  # before files_cache_dir reads them
         out = files_cache_dir(config, cache_root)
         return prepare_text_files(
             config.text, config.val_text, config, out, progress=progress, log=log

@@ -31,7 +31,13 @@ from tinylm.train.config import DataConfig
 from tinylm.train.files import atomic_open, atomic_write
 from tinylm.train.prepare import PreparedData, load_tokenizer
 
-__all__ = ["file_fingerprint", "files_cache_dir", "prepare_text_files", "utf8_prefix"]
+__all__ = [
+    "check_text_files",
+    "file_fingerprint",
+    "files_cache_dir",
+    "prepare_text_files",
+    "utf8_prefix",
+]
 
 _EDGE = 1 << 20  # bytes hashed at each end of a source file
 _SMALL = 8_000_000  # below this, encode in-process (a worker pool costs more than it saves)
@@ -48,6 +54,13 @@ def file_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
             f.seek(max(_EDGE, size - _EDGE))
             digest.update(f.read(_EDGE))
     return {"size": size, "sha256_edges": digest.hexdigest()}
+
+
+def check_text_files(train_text: str | os.PathLike, val_text: str | os.PathLike) -> None:
+    """FileNotFoundError naming the config key of the first of the two files that is missing."""
+    for path, key in ((train_text, "data.text"), (val_text, "data.val_text")):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"text file not found: {path} ({key})")
 
 
 def files_cache_dir(data: DataConfig, cache_root: str | os.PathLike) -> Path:
@@ -78,9 +91,7 @@ def prepare_text_files(
     Returns the paths, each step's meta (`steps`: "tokenizer", "train", "val", each with
     "cached": bool) and the tokenizer in memory (just trained, or loaded once from the cache)."""
     train_text, val_text = Path(train_text), Path(val_text)
-    for path, key in ((train_text, "data.text"), (val_text, "data.val_text")):
-        if not path.is_file():
-            raise FileNotFoundError(f"text file not found: {path} ({key})")
+    check_text_files(train_text, val_text)
     if data.text_errors != "strict":
         raise ValueError(
             "data.text_errors = 'replace' needs a single data.text: the streamed encoding of "
@@ -89,20 +100,22 @@ def prepare_text_files(
     out = Path(out_dir)
     tok_dir = out / "tokenizer"
     tok_dir.mkdir(parents=True, exist_ok=True)
-    meta, tokenizer = _tokenizer(train_text, data, tok_dir, progress, log)
+    prints = {src: file_fingerprint(src) for src in (train_text, val_text)}  # once per file
+    meta, tokenizer = _tokenizer(train_text, prints[train_text], data, tok_dir, progress, log)
     steps = {"tokenizer": meta}
     tok_hash = _files_hash(tok_dir / "vocab.json", tok_dir / "merges.txt")
     for split, src in (("train", train_text), ("val", val_text)):
-        steps[split] = _encode(tokenizer, tok_hash, src, out / f"{split}.npy", data, progress, log)
+        dst = out / f"{split}.npy"
+        steps[split] = _encode(tokenizer, tok_hash, src, prints[src], dst, data, progress, log)
     return PreparedData(out / "train.npy", out / "val.npy", tok_dir, steps, tokenizer)
 
 
 def _tokenizer(
-    text: Path, data: DataConfig, tok_dir: Path, progress: bool, log
+    text: Path, fingerprint: dict[str, Any], data: DataConfig, tok_dir: Path, progress: bool, log
 ) -> tuple[dict[str, Any], Tokenizer]:
     wanted = {
         "source": str(text.resolve()),
-        "fingerprint": file_fingerprint(text),
+        "fingerprint": fingerprint,
         "vocab_size": data.vocab_size,
         "special_tokens": list(data.special_tokens),
         "tokenizer_bytes": data.tokenizer_bytes,
@@ -137,11 +150,18 @@ def _tokenizer(
 
 
 def _encode(
-    tokenizer: Tokenizer, tok_hash: str, src: Path, dst: Path, data: DataConfig, progress, log
+    tokenizer: Tokenizer,
+    tok_hash: str,
+    src: Path,
+    fingerprint: dict[str, Any],
+    dst: Path,
+    data: DataConfig,
+    progress,
+    log,
 ) -> dict[str, Any]:
     wanted = {
         "source": str(src.resolve()),
-        "fingerprint": file_fingerprint(src),
+        "fingerprint": fingerprint,
         "tokenizer": tok_hash,
     }
     meta_path = dst.with_suffix(".meta.json")
