@@ -76,10 +76,12 @@ def make_run(root: Path, tokenizer: Tokenizer, seed: int = 0, **model) -> Path:
     return run
 
 
-def tinylm_model(run: Path) -> TransformerLM:
+def tinylm_model(run: Path, checkpoint: str | None = None) -> TransformerLM:
+    """The run's newest checkpoint (or the named one) as an eval-mode TransformerLM."""
     from tinylm.train import read_checkpoint
 
-    payload = read_checkpoint(find_checkpoints(run)[-1])
+    path = run / "checkpoints" / checkpoint if checkpoint else find_checkpoints(run)[-1]
+    payload = read_checkpoint(path)
     net = TransformerLM(TrainConfig.from_dict(payload["config"]).model)
     net.load_state_dict(payload["model"])
     return net.eval()
@@ -355,14 +357,5 @@ def test_export_skips_an_unreadable_newest_checkpoint(tokenizer, tmp_path, capsy
     out = export_hf(run, tmp_path / "hf")
     assert "skipped unreadable step_0000009.pt" in capsys.readouterr().err
     weights = load_safetensors(out / "model.safetensors")
-    expected = tinylm_model_at(run, "step_0000007.pt").state_dict()["lm_head.weight"]
+    expected = tinylm_model(run, "step_0000007.pt").state_dict()["lm_head.weight"]
     assert torch.equal(weights["lm_head.weight"], expected)
-
-
-def tinylm_model_at(run: Path, name: str) -> TransformerLM:
-    from tinylm.train import read_checkpoint
-
-    payload = read_checkpoint(run / "checkpoints" / name)
-    net = TransformerLM(TrainConfig.from_dict(payload["config"]).model)
-    net.load_state_dict(payload["model"])
-    return net
