@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tinylm.optim import SCHEDULE_KINDS, AdamW, LRSchedule, Muon, OptimizerSet
@@ -24,8 +24,8 @@ def wsd_ref(t, lo, warmup, decay, total):
         return t / warmup
     if t < total - decay:
         return 1.0
-    if t <= total:
-        return 1 + (lo - 1) * (t - (total - decay)) / decay
+    if t <= total and decay > 0:
+        return lo + (1 - lo) * (total - t) / decay  # from the end: exact at t == total
     return lo
 
 
@@ -94,6 +94,8 @@ def test_no_momentum_warmup_leaves_momentum_alone():
     assert [g["momentum"] for g in muon.param_groups] == [0.95, 0.9]
 
 
+@example(progress=1.0, t=0, warmup=0, decay=5e-324, kind="wsd")  # total − decay rounds to total
+@example(progress=1.0, t=0, warmup=0, decay=0.0, kind="wsd")  # no decay phase at all
 @given(
     progress=st.floats(0.0, 1.0),
     t=st.integers(0, 10_000),

@@ -56,7 +56,9 @@ def wsd_lr(
         return max_lr
     if t > total_iters or decay_iters <= 0:
         return min_lr
-    return max_lr + (min_lr - max_lr) * (t - decay_start) / decay_iters
+    # Written from the end of the decay, so t == total gives min_lr exactly even when
+    # total − decay rounds to total (a subnormal decay found by hypothesis).
+    return min_lr + (max_lr - min_lr) * (total_iters - t) / decay_iters
 
 
 class CosineSchedule:
