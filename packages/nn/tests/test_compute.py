@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinylm.nn import ComputeConfig, ModelConfig, RMSNorm, TransformerLM, cross_entropy
+from tinylm.nn import ComputeConfig, ModelConfig, RMSNorm, TransformerLM, compute, cross_entropy
 from tinylm.nn.compute import (
     LOSS_KERNELS,
     NAIVE_ATTENTION_BY_POINTWISE,
@@ -150,10 +150,17 @@ def test_fast_kernel_set_trains_the_same_function_as_the_reference():
 
 @pytest.mark.parametrize("past", [0, 5])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_naive_attention_on_torch_softmax_equals_the_reference(past, dtype):
+@pytest.mark.parametrize(
+    "seq, block",
+    [(7, 64), (7, 3), (12, 4), (150, 64)],  # one block; ragged and even blocks; the real size
+)
+def test_naive_attention_on_torch_softmax_equals_the_reference(
+    past, dtype, seq, block, monkeypatch
+):
+    monkeypatch.setattr(compute, "NAIVE_QUERY_BLOCK", block)
     g = torch.Generator().manual_seed(0)
-    q = torch.randn(2, 3, 7, 8, generator=g).to(dtype).requires_grad_()
-    k, v = (torch.randn(2, 3, 7 + past, 8, generator=g).to(dtype).requires_grad_() for _ in "kv")
+    q = torch.randn(2, 3, seq, 8, generator=g).to(dtype).requires_grad_()
+    k, v = (torch.randn(2, 3, seq + past, 8, generator=g).to(dtype).requires_grad_() for _ in "kv")
     ref = NAIVE_ATTENTION_BY_POINTWISE["naive"](q, k, v, past)
     fast = NAIVE_ATTENTION_BY_POINTWISE["torch"](q, k, v, past)
     assert fast.dtype == ref.dtype == dtype
