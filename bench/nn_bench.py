@@ -1,12 +1,17 @@
 """tinylm vs Hugging Face Llama, side by side in one run: training steps and batch-1 decoding.
 
-Training = forward + cross-entropy + backward + torch.optim.AdamW step (the same optimizer for
-both, so only the model differs), fp32, TinyStories shape (vocab 10K, ctx 256, d 512, 4 layers,
-16 heads, d_ff 1344), batch 4. Variants, each timed in every round, rounds interleaved (a shared
-machine's noise hits all variants alike), best round kept:
+Training = forward + cross-entropy + backward + AdamW step, fp32, TinyStories shape (vocab 10K,
+ctx 256, d 512, 4 layers, 16 heads, d_ff 1344), batch 4. Variants, each timed in every round,
+rounds interleaved (a shared machine's noise hits all variants alike); a row's tokens/s is at the
+median of all its timed steps over all rounds (`--rounds 15 --steps 1` interleaves step by step,
+the steadiest setting on this box). Two tables:
 
-    tinylm eager under each kernel set below, type checks on (the default) and off; compiled
-    HF LlamaForCausalLM (attn_implementation="sdpa", untied) eager and compiled
+    models (the same `torch.optim.AdamW()` for both, so only the model differs):
+      tinylm eager under each kernel set below, type checks on (the default) and off; compiled
+      HF LlamaForCausalLM (attn_implementation="sdpa", untied) eager and compiled
+    stacks (each with its own optimizer): tinylm FAST + `tinylm.optim.AdamW` (what train runs;
+      its fused kernel on CPU) vs HF + `torch.optim.AdamW(fused=True)` (HF Trainer's default
+      `optim` on torch >= 2.8), eager and compiled; ratios also vs the models table's HF eager
 
 Decoding: greedy, batch 1, 16-token prompt, 128 new tokens, same rounds: `tinylm.nn.generate`
 eager (type checks at their default) and with the decode step compiled (`compile=True`) vs HF
@@ -17,6 +22,7 @@ call (warm-up; includes compilation) is reported apart from its best timed call.
     uv run --no-sync python bench/nn_bench.py                  # training + decoding, 3 rounds
     uv run --no-sync python bench/nn_bench.py --decode-only    # decoding only
     uv run --no-sync python bench/nn_bench.py --quick          # tiny shape, 1 round: smoke test
+    uv run --no-sync python bench/nn_bench.py --train-only --headline --rounds 20 --steps 1
     ... --no-compile        # skip the compiled variants;  --cold-compile: no inductor caches
 
 "Checks off" runs inside `tinylm.nn.typecheck.unchecked()`, which skips exactly what
@@ -31,6 +37,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import statistics
 import time
 
 import torch
@@ -121,15 +128,41 @@ class TrainVariant:
     step: object
     tokens_per_step: int
     context: object = contextlib.nullcontext
-    best: float = 0.0  # tokens/s, best round
+    table: str = "models"  # which printed table: "models" (same optimizer) or "stacks"
+    seconds: list = dataclasses.field(default_factory=list)  # every timed step, all rounds
+
+    @property
+    def rate(self) -> float:
+        """Tokens/s at the median step time over all rounds."""
+        return self.tokens_per_step / statistics.median(self.seconds)
 
 
-def train_step_fn(model, kind, config, batch, device, autocast_dtype=None, compiled=False):
-    """A closure doing one optimizer step of `model` ("tinylm" or "hf") on a fixed random batch."""
+def torch_adamw(params):
+    """The models table's optimizer for both: `torch.optim.AdamW` as constructed by default."""
+    return torch.optim.AdamW(params, lr=1e-4, weight_decay=0.1)
+
+
+def torch_adamw_fused(params):
+    """HF Trainer's default optimizer (`optim="adamw_torch_fused"`, torch >= 2.8)."""
+    return torch.optim.AdamW(params, lr=1e-4, weight_decay=0.1, fused=True)
+
+
+def tinylm_adamw(params):
+    """train's optimizer: `tinylm.optim.AdamW` with its default kernel for the device."""
+    from tinylm.optim import AdamW
+
+    return AdamW(params, lr=1e-4, weight_decay=0.1)
+
+
+def train_step_fn(
+    model, kind, config, batch, device, autocast_dtype=None, compiled=False, optimizer=torch_adamw
+):
+    """A closure doing one optimizer step of `model` ("tinylm" or "hf") on a fixed random batch;
+    `optimizer(params)` builds the optimizer."""
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(0, config.vocab_size, (batch, config.context_length + 1), generator=gen)
     x, y = ids[:, :-1].to(device), ids[:, 1:].to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
+    opt = optimizer(model.parameters())
     runner = torch.compile(model) if compiled else model
     dev_type = torch.device(device).type
 
@@ -150,17 +183,22 @@ def train_step_fn(model, kind, config, batch, device, autocast_dtype=None, compi
 
 def time_steps(step, steps: int, device, context=contextlib.nullcontext) -> float:
     """Seconds per step, median of `steps` (after one warm-up step)."""
+    return statistics.median(step_times(step, steps, device, context))
+
+
+def step_times(step, steps: int, device, context=contextlib.nullcontext, warmup=True) -> list:
+    """Seconds of each of `steps` steps (after one warm-up step unless `warmup=False`)."""
     with context():
-        step()
-        sync(device)
+        if warmup:
+            step()
+            sync(device)
         times = []
         for _ in range(steps):
             start = time.perf_counter()
             step()
             sync(device)
             times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 2]
+    return times
 
 
 def decode_fn(model, kind, prompt, new_tokens, **kwargs):
@@ -231,6 +269,43 @@ def hf_static_compiled_kwargs() -> dict:
     return {"cache_implementation": "static", "compile_config": config}
 
 
+# The eager rows behind the CPU targets; `--headline` times only these (5 models instead of 16
+# alternate, so each row's steps are closer together in time).
+HEADLINE = (
+    "HF Llama eager (sdpa)",
+    "tinylm eager fast (train default), checks on",
+    "tinylm eager fast + tinylm AdamW, checks on",
+    "tinylm eager from-scratch attention + fast ops + tinylm AdamW, checks on",
+    "HF Llama eager + AdamW(fused=True)",
+)
+
+
+def print_train_tables(variants, by_label, batch, context) -> None:
+    """The models table (vs HF with the same torch AdamW()) and the stacks table (vs HF with the
+    fused AdamW, and vs the models table's HF eager: the issue's peer)."""
+    hf_eager = by_label["HF Llama eager (sdpa)"]
+    peers = {
+        "models": ("HF Llama eager (sdpa)", "HF Llama compiled (sdpa)"),
+        "stacks": ("HF Llama eager + AdamW(fused=True)", "HF Llama compiled + AdamW(fused=True)"),
+    }
+    for table, (eager_label, compiled_label) in peers.items():
+        rows = [v for v in variants if v.table == table]
+        if not rows:
+            continue
+        eager, compiled = by_label[eager_label], by_label.get(compiled_label)
+        title = "same torch AdamW() for both" if table == "models" else "each with its optimizer"
+        extra = " vs HF eager + AdamW() |" if table == "stacks" else ""
+        print(
+            f"\n| training, fwd+bwd+AdamW (batch {batch} x {context}), {title} | tokens/s "
+            f"| vs HF eager | vs HF compiled |{extra}"
+        )
+        print("|---|---:|---:|---:|" + ("---:|" if extra else ""))
+        for v in rows:
+            vs_c = f"{v.rate / compiled:.2f}x" if compiled else "-"
+            tail = f" {v.rate / hf_eager:.2f}x |" if extra else ""
+            print(f"| {v.label} | {v.rate:,.0f} | {v.rate / eager:.2f}x | {vs_c} |{tail}")
+
+
 # --- the CPU table -------------------------------------------------------------------------------
 
 
@@ -247,6 +322,11 @@ def main() -> None:
     parser.add_argument("--decode-only", action="store_true", help="skip the training table")
     parser.add_argument("--train-only", action="store_true", help="skip the decoding table")
     parser.add_argument(
+        "--headline",
+        action="store_true",
+        help="only the eager rows the targets compare (HEADLINE), for a tighter interleave",
+    )
+    parser.add_argument(
         "--cold-compile", action="store_true", help="disable inductor's caches (cold compile)"
     )
     parser.add_argument("--json", default=None, help="also write the results here")
@@ -261,14 +341,20 @@ def main() -> None:
         print("note: TINYLM_TYPECHECK=0 in the environment: 'checks on' rows are really off")
     print(
         f"CPU, {torch.get_num_threads()} threads; torch {torch.__version__}; {config}; batch "
-        f"{batch}; {rounds} interleaved rounds x {steps} steps (median), best round kept"
+        f"{batch}; {rounds} interleaved rounds x {steps} steps; training: median step over all "
+        "rounds, decoding: best round"
     )
 
     variants: list[TrainVariant] = []
 
-    def add(label, model, kind, context=contextlib.nullcontext, compiled=False):
-        step = train_step_fn(model, kind, config, batch, device, compiled=compiled)
-        variants.append(TrainVariant(label, step, tokens, context))
+    def add(
+        label, model, kind, context=contextlib.nullcontext, compiled=False, optimizer=torch_adamw
+    ):
+        step = train_step_fn(
+            model, kind, config, batch, device, compiled=compiled, optimizer=optimizer
+        )
+        table = "models" if optimizer is torch_adamw else "stacks"
+        variants.append(TrainVariant(label, step, tokens, context, table))
 
     if args.cold_compile:
         import torch._inductor.config as inductor_config
@@ -290,14 +376,47 @@ def main() -> None:
                 unchecked,
             )
         add("HF Llama eager (sdpa)", make_hf(config), "hf")
+        add(
+            "tinylm eager fast + tinylm AdamW, checks on",
+            make_tinylm(config, FAST),
+            "tinylm",
+            optimizer=tinylm_adamw,
+        )
+        add(
+            "tinylm eager from-scratch attention + fast ops + tinylm AdamW, checks on",
+            make_tinylm(config, NAIVE_ATTENTION_FAST),
+            "tinylm",
+            optimizer=tinylm_adamw,
+        )
+        add(
+            "HF Llama eager + AdamW(fused=True)",
+            make_hf(config),
+            "hf",
+            optimizer=torch_adamw_fused,
+        )
     if not args.no_compile and not args.decode_only:
         add("tinylm compiled fast", make_tinylm(config, FAST), "tinylm", compiled=True)
         add("HF Llama compiled (sdpa)", make_hf(config), "hf", compiled=True)
+        add(
+            "tinylm compiled fast + tinylm AdamW",
+            make_tinylm(config, FAST),
+            "tinylm",
+            compiled=True,
+            optimizer=tinylm_adamw,
+        )
+        add(
+            "HF Llama compiled + AdamW(fused=True)",
+            make_hf(config),
+            "hf",
+            compiled=True,
+            optimizer=torch_adamw_fused,
+        )
 
+    if args.headline:
+        variants = [v for v in variants if v.label in HEADLINE]
     for r in range(rounds if variants else 0):
         for v in variants:
-            seconds = time_steps(v.step, steps, device, v.context)
-            v.best = max(v.best, v.tokens_per_step / seconds)
+            v.seconds += step_times(v.step, steps, device, v.context, warmup=r == 0)
         print(f"round {r + 1}/{rounds} done")
 
     decoders: dict = {}
@@ -343,18 +462,9 @@ def main() -> None:
             )
         print(f"decode round {r + 1}/{rounds} done", flush=True)
 
-    by_label = {v.label: v.best for v in variants}
+    by_label = {v.label: v.rate for v in variants}
     if variants:
-        hf_eager = by_label["HF Llama eager (sdpa)"]
-        hf_compiled = by_label.get("HF Llama compiled (sdpa)")
-        print(
-            f"\n| training, fwd+bwd+AdamW (batch {batch} x {config.context_length}) | tokens/s "
-            "| vs HF eager | vs HF compiled |"
-        )
-        print("|---|---:|---:|---:|")
-        for v in variants:
-            vs_c = f"{v.best / hf_compiled:.2f}x" if hf_compiled else "-"
-            print(f"| {v.label} | {v.best:,.0f} | {v.best / hf_eager:.2f}x | {vs_c} |")
+        print_train_tables(variants, by_label, batch, config.context_length)
     if decoders:
         hf_dec = decode_best["HF generate (dynamic cache)"]
         print(
