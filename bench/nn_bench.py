@@ -21,6 +21,7 @@ call (warm-up; includes compilation) is reported apart from its best timed call.
 
     uv run --no-sync python bench/nn_bench.py                  # training + decoding, 3 rounds
     uv run --no-sync python bench/nn_bench.py --decode-only    # decoding only
+    uv run --no-sync python bench/nn_bench.py --decode-only --decode-dtype bfloat16  # both bf16
     uv run --no-sync python bench/nn_bench.py --quick          # tiny shape, 1 round: smoke test
     uv run --no-sync python bench/nn_bench.py --train-only --headline --rounds 20 --steps 1
     ... --no-compile        # skip the compiled variants;  --cold-compile: no inductor caches
@@ -247,7 +248,7 @@ def weight_floor_fn(model, new_tokens: int):
     `model` (blocks and lm_head; no attention, norms or Python modules). fp32 weights that do not
     fit in cache stream from RAM once per token, whatever the framework."""
     weights = [m.weight.detach() for m in model.modules() if isinstance(m, Linear)]
-    inputs = {w.shape[1]: torch.randn(1, w.shape[1]) for w in weights}
+    inputs = {w.shape[1]: torch.randn(1, w.shape[1], dtype=w.dtype) for w in weights}
 
     def run():
         with torch.no_grad():
@@ -321,6 +322,12 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip compiled variants")
     parser.add_argument("--decode-only", action="store_true", help="skip the training table")
     parser.add_argument("--train-only", action="store_true", help="skip the decoding table")
+    parser.add_argument(
+        "--decode-dtype",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="weights (and compute) of both models in the decoding table",
+    )
     parser.add_argument(
         "--headline",
         action="store_true",
@@ -431,8 +438,9 @@ def main() -> None:
             config, context_length=max(config.context_length, prompt.shape[1] + n)
         )
         torch.manual_seed(0)
-        tiny_sdpa = make_tinylm(dec_config, FAST).eval()
-        hf = make_hf(dec_config).eval()
+        dec_dtype = getattr(torch, args.decode_dtype)
+        tiny_sdpa = make_tinylm(dec_config, FAST, dtype=dec_dtype).eval()
+        hf = make_hf(dec_config, dtype=dec_dtype).eval()
         decoders = {
             "tinylm generate, eager": decode_fn(tiny_sdpa, "tinylm", prompt, n, compile=False),
             "HF generate (dynamic cache)": decode_fn(hf, "hf", prompt, n),
@@ -468,7 +476,8 @@ def main() -> None:
     if decoders:
         hf_dec = decode_best["HF generate (dynamic cache)"]
         print(
-            f"\n| decoding, greedy, batch 1, {n} new tokens, ctx {dec_config.context_length} "
+            f"\n| decoding, greedy, batch 1, {n} new tokens, ctx {dec_config.context_length}, "
+            f"{args.decode_dtype} weights "
             "| tokens/s (best) | vs HF generate "
             "| first call s (round 1) |"
         )
