@@ -17,7 +17,7 @@ Three kernels compute those four lines for one (device, dtype) bucket of paramet
   tensors cost a handful of launches; each line is still one pass over memory;
 - "fused": PyTorch's single-pass AdamW kernel (`torch._fused_adamw_`, the one behind
   `torch.optim.AdamW(fused=True)`), reading θ, g, m, v once and writing θ, m, v once. The update is
-  memory-bound, so on CPU this is 7x faster than "foreach" for a 23M-parameter model
+  memory-bound, so on CPU this is ~5x faster than "foreach" for a 23M-parameter model
   (bench/optim_bench.py). Used on CPU buckets only: on CUDA PyTorch's fused kernel wants the step
   counters on the device, which would change the state dict, and it has not been measured there.
 """
