@@ -3,8 +3,9 @@
 import json
 
 import pytest
+import torch
 
-from tinylm.train import TrainingDiverged, find_checkpoints, run_cli
+from tinylm.train import TrainingDiverged, find_checkpoints, run_cli, sampling
 from tinylm.train.cli import main as train_main
 from tinylm.train.cli import parse_args
 from tinylm.train.generate_cli import main as generate_main
@@ -79,6 +80,33 @@ def test_train_resume_generate(config_file, tiny_config, capsys):
     assert greedy[0].replace("--- sample 1 ---\n", "") == greedy[1].lstrip(
         "\n"
     )  # greedy ignores seed
+
+
+def test_generate_dtype_and_compile(config_file, tiny_config, capsys, monkeypatch):
+    """--dtype bfloat16 samples from a bf16 model; --compile reaches tinylm.nn.generate."""
+    assert train_main(["--config", str(config_file), "--no-progress"]) == 0
+    capsys.readouterr()
+    args = ["--run", str(tiny_config.run_dir), "--prompt", "The", "--max-tokens", "6"]
+    assert generate_main([*args, "--temperature", "0", "--dtype", "bfloat16"]) == 0
+    assert capsys.readouterr().out.startswith("The")
+
+    seen = []
+
+    def spy_generate(model, *a, **kw):  # what sample_text hands tinylm.nn.generate
+        seen.append((next(model.parameters()).dtype, kw["compile"]))
+        return real_generate(model, *a, **{**kw, "compile": False})
+
+    real_generate = sampling.generate
+    monkeypatch.setattr(sampling, "generate", spy_generate)
+    for flag in ("on", "off", "auto"):
+        assert generate_main([*args, "--compile", flag, "--dtype", "bfloat16"]) == 0
+    assert generate_main(args) == 0
+    assert seen == [
+        (torch.bfloat16, True),
+        (torch.bfloat16, False),
+        (torch.bfloat16, None),
+        (torch.float32, None),
+    ]
 
 
 @pytest.mark.parametrize(

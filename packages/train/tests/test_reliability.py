@@ -118,6 +118,10 @@ def test_generate_validates_its_options(tmp_path, capsys):
     assert "--device must be auto, cpu" in err and "train.device" not in err
     assert generate_main(["--run", str(run), "--top-p", "0"]) == 2
     assert "--top-p" in _one_error_line(capsys)
+    assert generate_main(["--run", str(run), "--dtype", "float16"]) == 2
+    assert "--dtype must be float32 | bfloat16, got 'float16'" in _one_error_line(capsys)
+    assert generate_main(["--run", str(run), "--compile", "yes"]) == 2
+    assert "--compile must be auto | on | off, got 'yes'" in _one_error_line(capsys)
 
 
 def _bpe(command: str, *args: str) -> subprocess.CompletedProcess:

@@ -2,6 +2,7 @@
 
 generate --run runs/default --prompt "Once upon a time" --max-tokens 200 --temperature 0.8
 generate --run runs/default --top-k 50 --top-p 1   # top-k sampling
+generate --run runs/default --dtype bfloat16 --compile on   # fastest CPU decoding (nn README)
 """
 
 from __future__ import annotations
@@ -36,7 +37,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, default=None, help="default: the run's newest")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        help="float32 | bfloat16: weights and compute while sampling (bf16: half the bytes)",
+    )
+    p.add_argument(
+        "--compile",
+        default="auto",
+        help="auto | on | off: torch.compile the decode step (auto: CUDA only, or "
+        "TINYLM_COMPILE_DECODE)",
+    )
     return p
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+COMPILE = {"auto": None, "on": True, "off": False}  # tinylm.nn.generate's `compile` argument
 
 
 def load_run(run_dir: Path, checkpoint: Path | None, device: torch.device):
@@ -71,8 +87,15 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--temperature must be a finite number >= 0, got {args.temperature}")
         if not 0 < args.top_p <= 1:
             raise ValueError(f"--top-p must be in (0, 1], got {args.top_p}")
+        for option, value, table in (
+            ("--dtype", args.dtype, DTYPES),
+            ("--compile", args.compile, COMPILE),
+        ):
+            if value not in table:
+                raise ValueError(f"{option} must be {' | '.join(table)}, got {value!r}")
         device = resolve_device(args.device, option="--device")
         model, tokenizer = load_run(args.run, args.checkpoint, device)
+        model.to(DTYPES[args.dtype])
         for i in range(args.num_samples):
             text = sample_text(
                 model,
@@ -83,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 top_p=args.top_p,
                 top_k=args.top_k,
                 seed=args.seed + i,
+                compile=COMPILE[args.compile],
             )
             if args.num_samples > 1:
                 print(f"--- sample {i + 1} ---")

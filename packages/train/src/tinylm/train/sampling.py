@@ -27,10 +27,12 @@ def sample_text(
     seed: int = 0,
     stop_at_eos: bool = True,
     eos_token: str = "<|endoftext|>",
+    compile: bool | None = None,
 ) -> str:
     """Prompt + continuation as text. Deterministic for a given seed on a given device.
 
-    `top_k` > 0 keeps the k most likely tokens (before `top_p`); 0 = off.
+    `top_k` > 0 keeps the k most likely tokens (before `top_p`); 0 = off. `compile` goes to
+    `tinylm.nn.generate` (None = its auto rule); compiled and eager steps give the same tokens.
     """
     if top_k < 0:
         raise ValueError(f"top_k must be >= 0 (0 = off), got {top_k}")
@@ -55,6 +57,7 @@ def sample_text(
         top_p=top_p,
         eos_id=eos_id,
         generator=generator,
+        compile=compile,
         **extra,
     )
     ids = out.tolist()
