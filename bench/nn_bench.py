@@ -11,7 +11,8 @@ the steadiest setting on this box). Two tables:
       HF LlamaForCausalLM (attn_implementation="sdpa", untied) eager and compiled
     stacks (each with its own optimizer): tinylm FAST + `tinylm.optim.AdamW` (what train runs;
       its fused kernel on CPU) vs HF + `torch.optim.AdamW(fused=True)` (HF Trainer's default
-      `optim` on torch >= 2.8), eager and compiled; ratios also vs the models table's HF eager
+      `optim` on torch >= 2.8), eager and compiled, and eager under bf16 autocast (both sides);
+      ratios also vs the models table's HF eager
 
 Decoding: greedy, batch 1, 16-token prompt, 128 new tokens, same rounds: `tinylm.nn.generate`
 eager (type checks at their default) and with the decode step compiled (`compile=True`) vs HF
@@ -278,6 +279,8 @@ HEADLINE = (
     "tinylm eager fast + tinylm AdamW, checks on",
     "tinylm eager from-scratch attention + fast ops + tinylm AdamW, checks on",
     "HF Llama eager + AdamW(fused=True)",
+    "tinylm eager fast + tinylm AdamW, bf16 autocast",
+    "HF Llama eager + AdamW(fused=True), bf16 autocast",
 )
 
 
@@ -355,10 +358,16 @@ def main() -> None:
     variants: list[TrainVariant] = []
 
     def add(
-        label, model, kind, context=contextlib.nullcontext, compiled=False, optimizer=torch_adamw
+        label,
+        model,
+        kind,
+        context=contextlib.nullcontext,
+        compiled=False,
+        optimizer=torch_adamw,
+        autocast_dtype=None,
     ):
         step = train_step_fn(
-            model, kind, config, batch, device, compiled=compiled, optimizer=optimizer
+            model, kind, config, batch, device, autocast_dtype, compiled, optimizer
         )
         table = "models" if optimizer is torch_adamw else "stacks"
         variants.append(TrainVariant(label, step, tokens, context, table))
@@ -400,6 +409,21 @@ def main() -> None:
             make_hf(config),
             "hf",
             optimizer=torch_adamw_fused,
+        )
+        # bf16 autocast (this CPU has avx512_bf16): each side's fastest eager path on this box.
+        add(
+            "tinylm eager fast + tinylm AdamW, bf16 autocast",
+            make_tinylm(config, FAST),
+            "tinylm",
+            optimizer=tinylm_adamw,
+            autocast_dtype=torch.bfloat16,
+        )
+        add(
+            "HF Llama eager + AdamW(fused=True), bf16 autocast",
+            make_hf(config),
+            "hf",
+            optimizer=torch_adamw_fused,
+            autocast_dtype=torch.bfloat16,
         )
     if not args.no_compile and not args.decode_only:
         add("tinylm compiled fast", make_tinylm(config, FAST), "tinylm", compiled=True)

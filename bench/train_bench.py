@@ -3,6 +3,7 @@
     uv run --no-sync python bench/train_bench.py                 # the default CPU run (≈2 min)
     uv run --no-sync python bench/train_bench.py --steps 50      # shorter, same shape
     uv run --no-sync python bench/train_bench.py --quick         # toy sizes, checks the script
+    uv run --no-sync python bench/train_bench.py --dtype bfloat16  # the default run, bf16 autocast
     uv run --no-sync python bench/train_bench.py --tinystories   # CUDA: the 17M TinyStories shape
 
 Reports steps/s and tokens/s of the loop, and data loading, eval, checkpointing and plotting as a
@@ -68,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tinystories", action="store_true", help="CUDA: the 17M TinyStories shape")
     p.add_argument("--compile", action="store_true", help="torch.compile (TinyStories shape)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or run log")
+    p.add_argument(
+        "--dtype",
+        default=None,
+        help="compute.dtype for the run: auto | float32 | bfloat16 (bf16 autocast, CPU too)",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = p.parse_args(argv)
 
@@ -93,8 +99,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.steps:
             base["train.max_steps"] = args.steps
+        label = "default (CPU-sized)"
+        if args.dtype:
+            base["compute.dtype"] = args.dtype
+            label += f", compute.dtype {args.dtype}"
         if not args.tinystories:
-            rows.append(run(base, "default (CPU-sized)", args.quiet))
+            rows.append(run(base, label, args.quiet))
         if args.tinystories:
             if not torch.cuda.is_available():
                 print("--tinystories needs CUDA; skipped", file=sys.stderr)
