@@ -93,7 +93,7 @@ def test_generate_dtype_and_compile(config_file, tiny_config, capsys, monkeypatc
     seen = []
 
     def spy_generate(model, *a, **kw):  # what sample_text hands tinylm.nn.generate
-        seen.append((next(model.parameters()).dtype, kw["compile"]))
+        seen.append((next(model.parameters()).dtype, kw.get("compile")))  # absent = auto
         return real_generate(model, *a, **{**kw, "compile": False})
 
     real_generate = sampling.generate

@@ -36,9 +36,10 @@ def sample_text(
     """
     if top_k < 0:
         raise ValueError(f"top_k must be >= 0 (0 = off), got {top_k}")
-    # top_k is passed only when set, so this also runs with a tinylm.nn.generate without it.
+    # top_k and compile are passed only when set, so this also runs with a generate without them.
     extra = {"top_k": top_k} if top_k > 0 else {}
-    if extra and "top_k" not in inspect.signature(generate).parameters:
+    extra |= {"compile": compile} if compile is not None else {}
+    if "top_k" in extra and "top_k" not in inspect.signature(generate).parameters:
         raise ValueError("top_k needs a tinylm.nn.generate with top_k support (not installed)")
     device = next(model.parameters()).device
     prompt_ids = tokenizer.encode(prompt) if prompt else []
@@ -57,7 +58,6 @@ def sample_text(
         top_p=top_p,
         eos_id=eos_id,
         generator=generator,
-        compile=compile,
         **extra,
     )
     ids = out.tolist()
