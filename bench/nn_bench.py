@@ -139,21 +139,24 @@ class TrainVariant:
         return self.tokens_per_step / statistics.median(self.seconds)
 
 
+ADAMW_HPARAMS = dict(lr=1e-4, weight_decay=0.1)  # every optimizer below: only the kernel differs
+
+
 def torch_adamw(params):
     """The models table's optimizer for both: `torch.optim.AdamW` as constructed by default."""
-    return torch.optim.AdamW(params, lr=1e-4, weight_decay=0.1)
+    return torch.optim.AdamW(params, **ADAMW_HPARAMS)
 
 
 def torch_adamw_fused(params):
     """HF Trainer's default optimizer (`optim="adamw_torch_fused"`, torch >= 2.8)."""
-    return torch.optim.AdamW(params, lr=1e-4, weight_decay=0.1, fused=True)
+    return torch.optim.AdamW(params, fused=True, **ADAMW_HPARAMS)
 
 
 def tinylm_adamw(params):
     """train's optimizer: `tinylm.optim.AdamW` with its default kernel for the device."""
     from tinylm.optim import AdamW
 
-    return AdamW(params, lr=1e-4, weight_decay=0.1)
+    return AdamW(params, **ADAMW_HPARAMS)
 
 
 def train_step_fn(
@@ -271,8 +274,8 @@ def hf_static_compiled_kwargs() -> dict:
     return {"cache_implementation": "static", "compile_config": config}
 
 
-# The eager rows behind the CPU targets; `--headline` times only these (5 models instead of 16
-# alternate, so each row's steps are closer together in time).
+# The eager rows behind the CPU targets; `--headline` builds and times only these (7 rows instead
+# of 20 alternate, so each row's steps are closer together in time).
 HEADLINE = (
     "HF Llama eager (sdpa)",
     "tinylm eager fast (train default), checks on",
@@ -359,13 +362,19 @@ def main() -> None:
 
     def add(
         label,
-        model,
         kind,
+        compute=FAST,
+        *,
         context=contextlib.nullcontext,
         compiled=False,
         optimizer=torch_adamw,
         autocast_dtype=None,
     ):
+        """One training row: builds its model ("tinylm" under `compute`, or "hf") unless
+        `--headline` leaves the row out."""
+        if args.headline and label not in HEADLINE:
+            return
+        model = make_tinylm(config, compute) if kind == "tinylm" else make_hf(config)
         step = train_step_fn(
             model, kind, config, batch, device, autocast_dtype, compiled, optimizer
         )
@@ -377,6 +386,7 @@ def main() -> None:
 
         inductor_config.force_disable_caches = True
     torch.manual_seed(0)
+    bf16 = torch.bfloat16  # autocast (this CPU has avx512_bf16): each side's fastest eager path
     if not args.decode_only:
         for label, compute in (
             ("every op from scratch", REFERENCE),
@@ -384,67 +394,40 @@ def main() -> None:
             ("from-scratch attention + fast ops", NAIVE_ATTENTION_FAST),
             ("fast (train default)", FAST),
         ):
-            add(f"tinylm eager {label}, checks on", make_tinylm(config, compute), "tinylm")
-            add(
-                f"tinylm eager {label}, checks off",
-                make_tinylm(config, compute),
-                "tinylm",
-                unchecked,
-            )
-        add("HF Llama eager (sdpa)", make_hf(config), "hf")
-        add(
-            "tinylm eager fast + tinylm AdamW, checks on",
-            make_tinylm(config, FAST),
-            "tinylm",
-            optimizer=tinylm_adamw,
-        )
+            add(f"tinylm eager {label}, checks on", "tinylm", compute)
+            add(f"tinylm eager {label}, checks off", "tinylm", compute, context=unchecked)
+        add("HF Llama eager (sdpa)", "hf")
+        add("tinylm eager fast + tinylm AdamW, checks on", "tinylm", optimizer=tinylm_adamw)
         add(
             "tinylm eager from-scratch attention + fast ops + tinylm AdamW, checks on",
-            make_tinylm(config, NAIVE_ATTENTION_FAST),
             "tinylm",
+            NAIVE_ATTENTION_FAST,
             optimizer=tinylm_adamw,
         )
-        add(
-            "HF Llama eager + AdamW(fused=True)",
-            make_hf(config),
-            "hf",
-            optimizer=torch_adamw_fused,
-        )
-        # bf16 autocast (this CPU has avx512_bf16): each side's fastest eager path on this box.
+        add("HF Llama eager + AdamW(fused=True)", "hf", optimizer=torch_adamw_fused)
         add(
             "tinylm eager fast + tinylm AdamW, bf16 autocast",
-            make_tinylm(config, FAST),
             "tinylm",
             optimizer=tinylm_adamw,
-            autocast_dtype=torch.bfloat16,
+            autocast_dtype=bf16,
         )
         add(
             "HF Llama eager + AdamW(fused=True), bf16 autocast",
-            make_hf(config),
             "hf",
             optimizer=torch_adamw_fused,
-            autocast_dtype=torch.bfloat16,
+            autocast_dtype=bf16,
         )
     if not args.no_compile and not args.decode_only:
-        add("tinylm compiled fast", make_tinylm(config, FAST), "tinylm", compiled=True)
-        add("HF Llama compiled (sdpa)", make_hf(config), "hf", compiled=True)
-        add(
-            "tinylm compiled fast + tinylm AdamW",
-            make_tinylm(config, FAST),
-            "tinylm",
-            compiled=True,
-            optimizer=tinylm_adamw,
-        )
+        add("tinylm compiled fast", "tinylm", compiled=True)
+        add("HF Llama compiled (sdpa)", "hf", compiled=True)
+        add("tinylm compiled fast + tinylm AdamW", "tinylm", compiled=True, optimizer=tinylm_adamw)
         add(
             "HF Llama compiled + AdamW(fused=True)",
-            make_hf(config),
             "hf",
             compiled=True,
             optimizer=torch_adamw_fused,
         )
 
-    if args.headline:
-        variants = [v for v in variants if v.label in HEADLINE]
     for r in range(rounds if variants else 0):
         for v in variants:
             v.seconds += step_times(v.step, steps, device, v.context, warmup=r == 0)
