@@ -1,4 +1,4 @@
-"""cross_entropy against torch.nn.functional.cross_entropy."""
+"""cross_entropy and linear_cross_entropy against torch.nn.functional.cross_entropy."""
 
 import pytest
 import torch
@@ -71,14 +71,29 @@ def _reference(hidden, weight, targets, softcap=0.0):
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
+GRAD_IN_FORWARD = pytest.mark.parametrize(
+    "grad_in_forward", [False, True], ids=["recompute", "grad-in-forward"]
+)
+
+
+@GRAD_IN_FORWARD
 @pytest.mark.parametrize("softcap", [0.0, 5.0])
 @pytest.mark.parametrize("chunk_size", [1, 7, 64, 10_000])
-def test_linear_cross_entropy_matches_reference_value_and_grads(softcap, chunk_size):
+def test_linear_cross_entropy_matches_reference_value_and_grads(
+    softcap, chunk_size, grad_in_forward
+):
     torch.manual_seed(0)
     hidden = (torch.randn(3, 11, 16) * 2).requires_grad_(True)
     weight = torch.randn(37, 16).requires_grad_(True)
     targets = torch.randint(0, 37, (3, 11))
-    loss = linear_cross_entropy(hidden, weight, targets, softcap=softcap, chunk_size=chunk_size)
+    loss = linear_cross_entropy(
+        hidden,
+        weight,
+        targets,
+        softcap=softcap,
+        chunk_size=chunk_size,
+        grad_in_forward=grad_in_forward,
+    )
     expected = _reference(hidden, weight, targets, softcap)
     torch.testing.assert_close(loss, expected)
     gh, gw = torch.autograd.grad(loss, (hidden, weight))
@@ -87,24 +102,30 @@ def test_linear_cross_entropy_matches_reference_value_and_grads(softcap, chunk_s
     torch.testing.assert_close(gw, ew)
 
 
-def test_linear_cross_entropy_gradcheck_float64():
+@GRAD_IN_FORWARD
+def test_linear_cross_entropy_gradcheck_float64(grad_in_forward):
     torch.manual_seed(0)
     hidden = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
     targets = torch.randint(0, 6, (5,))
     for softcap in (0.0, 2.0):
         assert torch.autograd.gradcheck(
-            lambda h, w, c=softcap: linear_cross_entropy(h, w, targets, softcap=c, chunk_size=2),
+            lambda h, w, c=softcap: linear_cross_entropy(
+                h, w, targets, softcap=c, chunk_size=2, grad_in_forward=grad_in_forward
+            ),
             (hidden, weight),
         )
 
 
-def test_linear_cross_entropy_bf16_inputs_within_bf16_tolerance():
+@GRAD_IN_FORWARD
+def test_linear_cross_entropy_bf16_inputs_within_bf16_tolerance(grad_in_forward):
     torch.manual_seed(0)
     hidden = torch.randn(64, 32).bfloat16().requires_grad_(True)
     weight = (torch.randn(500, 32) * 0.3).bfloat16().requires_grad_(True)
     targets = torch.randint(0, 500, (64,))
-    loss = linear_cross_entropy(hidden, weight, targets, softcap=15.0, chunk_size=16)
+    loss = linear_cross_entropy(
+        hidden, weight, targets, softcap=15.0, chunk_size=16, grad_in_forward=grad_in_forward
+    )
     assert loss.dtype == torch.float32
     # Oracle in float64 from the same bf16 values.
     h64, w64 = hidden.double().detach().requires_grad_(), weight.double().detach().requires_grad_()
@@ -117,13 +138,16 @@ def test_linear_cross_entropy_bf16_inputs_within_bf16_tolerance():
     torch.testing.assert_close(weight.grad.double(), w64.grad, atol=2e-3, rtol=2e-2)
 
 
-def test_linear_cross_entropy_under_autocast_matches_autocast_reference():
+@GRAD_IN_FORWARD
+def test_linear_cross_entropy_under_autocast_matches_autocast_reference(grad_in_forward):
     torch.manual_seed(0)
     hidden = torch.randn(2, 9, 16, requires_grad=True)
     weight = torch.randn(40, 16, requires_grad=True)
     targets = torch.randint(0, 40, (2, 9))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = linear_cross_entropy(hidden, weight, targets, chunk_size=5)
+        loss = linear_cross_entropy(
+            hidden, weight, targets, chunk_size=5, grad_in_forward=grad_in_forward
+        )
         expected = _reference(hidden, weight, targets)
     torch.testing.assert_close(loss, expected, atol=1e-2, rtol=1e-2)
     gh, gw = torch.autograd.grad(loss, (hidden, weight))
@@ -156,3 +180,77 @@ def test_linear_cross_entropy_bad_input():
 def test_linear_cross_entropy_target_out_of_range():
     with pytest.raises(ValueError, match=r"target id 5 .*vocab=5"):
         linear_cross_entropy(torch.randn(2, 4), torch.randn(5, 4), torch.tensor([1, 5]))
+
+
+# --- grad_in_forward: gradients computed in the forward, scaled in the backward ---------------
+
+
+def _inputs(seed=0, rows=(2, 9), d=8, vocab=23):
+    g = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(*rows, d, generator=g, requires_grad=True)
+    weight = torch.randn(vocab, d, generator=g, requires_grad=True)
+    targets = torch.randint(0, vocab, rows, generator=g)
+    return hidden, weight, targets
+
+
+def test_grad_in_forward_scales_by_grad_output_and_survives_retain_graph():
+    hidden, weight, targets = _inputs()
+    loss = linear_cross_entropy(hidden, weight, targets, chunk_size=4, grad_in_forward=True)
+    expected = _reference(hidden, weight, targets)
+    # A scaled and a summed use of the loss: gradient accumulation divides, schedules multiply.
+    (0.25 * loss).backward(retain_graph=True)
+    (3.0 * loss).backward()
+    eh, ew = torch.autograd.grad(3.25 * expected, (hidden, weight))
+    torch.testing.assert_close(hidden.grad, eh)
+    torch.testing.assert_close(weight.grad, ew)
+
+
+def test_grad_in_forward_applies_only_where_a_backward_can_follow():
+    hidden, weight, targets = _inputs()
+    expected = _reference(hidden, weight, targets)
+    with torch.no_grad():  # eval: the forward alone, same value, nothing to differentiate
+        loss = linear_cross_entropy(hidden, weight, targets, chunk_size=4, grad_in_forward=True)
+    assert not loss.requires_grad
+    torch.testing.assert_close(loss, expected)
+    frozen = weight.detach()  # only hidden needs a gradient (a frozen lm-head)
+    loss = linear_cross_entropy(hidden, frozen, targets, chunk_size=4, grad_in_forward=True)
+    (gh,) = torch.autograd.grad(loss, hidden)
+    (eh,) = torch.autograd.grad(_reference(hidden, frozen, targets), hidden)
+    torch.testing.assert_close(gh, eh)
+
+
+def test_fused_linear_kernel_is_grad_in_forward_linear_cross_entropy():
+    from tinylm.nn import LOSS_KERNELS
+
+    hidden, weight, targets = _inputs(rows=(3, 200))  # 600 rows: more than one chunk
+    loss = LOSS_KERNELS["fused_linear"](hidden, weight, targets, softcap=4.0)
+    expected = _reference(hidden, weight, targets, 4.0)
+    torch.testing.assert_close(loss, expected)
+    for a, b in zip(
+        torch.autograd.grad(loss, (hidden, weight)),
+        torch.autograd.grad(expected, (hidden, weight)),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.slow  # one dynamo trace + inductor compile: ~10 s
+@GRAD_IN_FORWARD
+def test_linear_cross_entropy_compiles_fullgraph_and_matches_eager(grad_in_forward):
+    hidden, weight, targets = _inputs(rows=(2, 13))
+
+    def loss_fn(h, w):
+        return linear_cross_entropy(
+            h, w, targets, softcap=3.0, chunk_size=5, grad_in_forward=grad_in_forward
+        )
+
+    compiled = torch.compile(loss_fn, fullgraph=True)  # a graph break raises
+    loss = compiled(hidden, weight)
+    expected = _reference(hidden, weight, targets, 3.0)
+    torch.testing.assert_close(loss, expected)
+    for a, b in zip(
+        torch.autograd.grad(loss, (hidden, weight)),
+        torch.autograd.grad(expected, (hidden, weight)),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b)

@@ -50,6 +50,7 @@ KERNELS = [
     ComputeConfig(attention="sdpa", fused_qkv=True),
     ComputeConfig(pointwise="torch", loss="fused"),
     ComputeConfig(attention="sdpa", fused_qkv=True, pointwise="torch", loss="fused"),
+    ComputeConfig(attention="sdpa", fused_qkv=True, pointwise="torch", loss="fused_linear"),
 ]
 
 
@@ -382,15 +383,16 @@ def test_forward_with_targets_is_the_mean_cross_entropy_of_the_logits(config):
     assert torch.equal(loss, cross_entropy(logits, targets))  # "full" is exactly this
     expected = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
     torch.testing.assert_close(loss, expected)
-    assert set(LOSS_KERNELS) == {"full", "fused", "chunked"}
+    assert set(LOSS_KERNELS) == {"full", "fused", "chunked", "fused_linear"}
     assert set(ATTENTION_KERNELS) == {"naive", "sdpa"}
 
 
+@pytest.mark.parametrize("kernel", ["chunked", "fused_linear"])
 @pytest.mark.parametrize("config", [BASE, ALL_ON], ids=["plain", "all-on"])
-def test_chunked_loss_kernel_equals_full_in_value_and_gradient(config):
+def test_chunked_loss_kernel_equals_full_in_value_and_gradient(config, kernel):
     full = build(config)
     perturb_scalars(full)
-    chunked = build(config, ComputeConfig(loss="chunked"))
+    chunked = build(config, ComputeConfig(loss=kernel))
     chunked.load_state_dict(full.state_dict())
     ids, targets = ids_and_targets()
     loss_full, loss_chunked = full(ids, targets=targets), chunked(ids, targets=targets)

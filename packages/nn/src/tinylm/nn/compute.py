@@ -17,7 +17,10 @@ from-scratch reference (defined in attention.py / loss.py), the others must matc
     LOSS_KERNELS       "full": lm_head → softcap → cross_entropy on all logits (reference)
                        "fused": the same logits → torch.nn.functional.cross_entropy (fused
                                 log-softmax + NLL, forward and backward)
-                       "chunked": loss.linear_cross_entropy (chunked, no full logits)
+                       "chunked": loss.linear_cross_entropy (chunked, no full logits; the
+                                  backward recomputes each chunk's logits)
+                       "fused_linear": the same chunks with both gradients computed in the
+                                  forward (no recompute, no full logits)
 
 `compile` and `dtype` are not used inside tinylm.nn: they ride along so that the train package
 has every "how" knob in one `[compute]` section.
@@ -25,6 +28,7 @@ has every "how" knob in one `[compute]` section.
 
 import dataclasses
 import difflib
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -198,13 +202,18 @@ def fused_logits_loss(
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
+FUSED_LINEAR_CHUNK = 256  # rows per chunk of "fused_linear"; see the nn README's loss section
+
 # kernel(hidden (..., d_model), lm_head weight (vocab, d_model), targets (...), *, softcap) -> mean
 LOSS_KERNELS: dict[str, Callable[..., Tensor]] = {
     "full": full_logits_loss,
     "fused": fused_logits_loss,
 }
-# The chunked kernel (loss.py): same function, never materialises the (tokens, vocab) logits.
+# The chunked kernels (loss.py): same function, never materialise the (tokens, vocab) logits.
 LOSS_KERNELS["chunked"] = _loss.linear_cross_entropy
+LOSS_KERNELS["fused_linear"] = functools.partial(
+    _loss.linear_cross_entropy, chunk_size=FUSED_LINEAR_CHUNK, grad_in_forward=True
+)
 
 # ------------------------------------------------------------------------------------- config
 
@@ -226,7 +235,7 @@ class ComputeConfig:
 
     attention: Literal["naive", "sdpa"] = "naive"
     fused_qkv: bool = False
-    loss: Literal["full", "fused", "chunked"] = "full"
+    loss: Literal["full", "fused", "chunked", "fused_linear"] = "full"
     pointwise: Literal["naive", "torch"] = "naive"
     compile: bool = False
     dtype: str = "auto"

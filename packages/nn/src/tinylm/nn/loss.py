@@ -21,7 +21,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from tinylm.nn.layers import upcast
-from tinylm.nn.typecheck import typechecked, value_checks_enabled
+from tinylm.nn.typecheck import is_compiling, typechecked, value_checks_enabled
 
 DEFAULT_CHUNK_SIZE = 1024
 
@@ -73,35 +73,90 @@ def _chunk_logits(h: Tensor, weight: Tensor, softcap: float) -> tuple[Tensor, Te
     return z, None
 
 
+def _chunk_grad(z: Tensor, scale, targets: Tensor, tanh: Tensor | None) -> Tensor:
+    """∂loss/∂z of one chunk, in place in `z`, which holds exp(z − lse) = softmax(z) on entry."""
+    z[torch.arange(z.shape[0], device=z.device), targets] -= 1.0
+    z.mul_(scale)
+    if tanh is not None:
+        z.mul_(tanh.mul_(tanh).neg_().add_(1.0))  # d(c·tanh(z/c))/dz = 1 − tanh²
+    return z
+
+
+def _accumulate_weight_grad(grad_w: Tensor, g: Tensor, h: Tensor) -> None:
+    """grad_w += gᵀ h, in float32 (in place, no (vocab, d) temporary when dtypes allow)."""
+    if g.dtype == grad_w.dtype:
+        grad_w.addmm_(g.t(), h)
+    else:
+        grad_w += upcast(g.t() @ h)
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
-    """Mean CE of (hidden @ weightᵀ) over rows; hidden (N, d), weight (V, d), targets (N,)."""
+    """Mean CE of (hidden @ weightᵀ) over rows; hidden (N, d), weight (V, d), targets (N,).
+
+    `grad_in_forward`: compute both gradients chunk by chunk in the forward, while each chunk's
+    softmax is at hand (the three lm-head matmuls of the unfused loss, none recomputed), keep
+    them, and let the backward only scale them by grad_out; else (the default) the backward
+    recomputes each chunk's logits. Set it only when a backward will follow (training).
+    """
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, softcap, chunk_size):
+    def forward(ctx, hidden, weight, targets, softcap, chunk_size, grad_h_now, grad_w_now):
         n = hidden.shape[0]
         acc = torch.promote_types(hidden.dtype, torch.float32)
         lse = torch.empty(n, device=hidden.device, dtype=acc)
         total = torch.zeros((), device=hidden.device, dtype=acc)
+        grad_in_forward = grad_h_now or grad_w_now
+        # Eager: write into preallocated gradients. Traced (torch.compile): functional ops, since
+        # functionalising in-place writes into a slice would copy the whole buffer per chunk.
+        functional = is_compiling()
+        grad_h_chunks = []
+        grad_h = torch.empty_like(hidden) if grad_h_now and not functional else None
+        grad_w = torch.zeros(weight.shape, device=weight.device, dtype=acc) if grad_w_now else None
         for start in range(0, n, chunk_size):
             end = min(start + chunk_size, n)
-            z, _ = _chunk_logits(hidden[start:end], weight, softcap)
+            h = hidden[start:end]
+            z, t = _chunk_logits(h, weight, softcap)
             # In place from here on: one chunk-sized buffer, not three.
             m = z.amax(dim=-1, keepdim=True)
             shifted = z.sub_(m)
             target = shifted.gather(-1, targets[start:end, None]).squeeze(-1)
-            chunk_lse = torch.log(shifted.exp_().sum(dim=-1))
+            sum_exp = shifted.exp_().sum(dim=-1)
+            chunk_lse = torch.log(sum_exp)
             total = total + (chunk_lse - target).sum()
             lse[start:end] = chunk_lse + m.squeeze(-1)
-        ctx.save_for_backward(hidden, weight, targets, lse)
-        ctx.softcap, ctx.chunk_size = softcap, chunk_size
+            if grad_in_forward:
+                z.div_(sum_exp[:, None])  # softmax
+                g = _chunk_grad(z, 1.0 / max(n, 1), targets[start:end], t).to(hidden.dtype)
+                if grad_h_now and functional:
+                    grad_h_chunks.append(g @ weight)
+                elif grad_h_now:
+                    torch.mm(g, weight, out=grad_h[start:end])
+                if grad_w_now and functional:
+                    grad_w = grad_w + upcast(g.t() @ h)
+                elif grad_w_now:
+                    _accumulate_weight_grad(grad_w, g, h)
+        if grad_h_chunks:
+            grad_h = torch.cat(grad_h_chunks)
+        ctx.softcap, ctx.chunk_size, ctx.weight_dtype = softcap, chunk_size, weight.dtype
+        ctx.grad_in_forward = grad_in_forward
+        if grad_in_forward:
+            ctx.save_for_backward(grad_h, grad_w)
+        else:
+            ctx.save_for_backward(hidden, weight, targets, lse)
         return total / max(n, 1)
 
     @staticmethod
     def backward(ctx, grad_out):
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        if ctx.grad_in_forward:
+            # Out of place, so a retained graph can run its backward again.
+            grad_h, grad_w = ctx.saved_tensors
+            grad_h = grad_h * grad_out if grad_h is not None else None
+            grad_w = (grad_w * grad_out).to(ctx.weight_dtype) if grad_w is not None else None
+            return grad_h, grad_w, None, None, None, None, None
         hidden, weight, targets, lse = ctx.saved_tensors
         softcap, chunk_size = ctx.softcap, ctx.chunk_size
         n = hidden.shape[0]
-        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_h = torch.empty_like(hidden) if need_h else None
         grad_w = (
             torch.zeros(weight.shape, device=weight.device, dtype=lse.dtype) if need_w else None
@@ -111,20 +166,15 @@ class _LinearCrossEntropy(torch.autograd.Function):
             end = min(start + chunk_size, n)
             h = hidden[start:end]
             z, t = _chunk_logits(h, weight, softcap)
-            g = z.sub_(lse[start:end, None]).exp_()  # softmax from the saved lse, in place
-            rows = torch.arange(end - start, device=g.device)
-            g[rows, targets[start:end]] -= 1.0
-            g.mul_(scale)
-            if t is not None:
-                g.mul_(t.mul_(t).neg_().add_(1.0))  # d(c·tanh(z/c))/dz = 1 − tanh²
-            g = g.to(hidden.dtype)
+            z.sub_(lse[start:end, None]).exp_()  # softmax from the saved lse, in place
+            g = _chunk_grad(z, scale, targets[start:end], t).to(hidden.dtype)
             if need_h:
                 grad_h[start:end] = g @ weight
             if need_w:
-                grad_w += upcast(g.t() @ h)
+                _accumulate_weight_grad(grad_w, g, h)
         if need_w:
             grad_w = grad_w.to(weight.dtype)
-        return grad_h, grad_w, None, None, None
+        return grad_h, grad_w, None, None, None, None, None
 
 
 @typechecked
@@ -135,6 +185,7 @@ def linear_cross_entropy(
     *,
     softcap: float = 0.0,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    grad_in_forward: bool = False,
 ) -> Float[Tensor, ""]:
     """`cross_entropy(hidden @ weight.T, targets)` in row chunks, never materialising the logits.
 
@@ -142,6 +193,12 @@ def linear_cross_entropy(
     `torch.autocast` the matmuls run in the autocast dtype, like the lm-head they replace; the
     log-sum-exp and the weight gradient accumulate in float32. Returns a float32 scalar (float64
     for float64 inputs); gradients flow to `hidden` and `weight`.
+
+    `grad_in_forward=True` (the "fused_linear" loss kernel) computes the gradients during the
+    forward, from each chunk's softmax while it is in cache, so no logits are recomputed: the
+    same three lm-head matmuls as the unfused loss. It applies only where a backward can follow
+    (grad mode on, an input requiring grad); the backward then only scales the stored gradients
+    (`retain_graph` works). It holds a float32 (vocab, d_model) gradient from forward to backward.
     """
     if hidden.shape[:-1] != targets.shape:
         raise ValueError(
@@ -163,8 +220,17 @@ def linear_cross_entropy(
     elif hidden.dtype != weight.dtype:
         dtype = torch.promote_types(hidden.dtype, weight.dtype)
         hidden, weight = hidden.to(dtype), weight.to(dtype)
-    args = (hidden.reshape(-1, hidden.shape[-1]), weight, targets.reshape(-1))
+    now = grad_in_forward and torch.is_grad_enabled()
+    args = (
+        hidden.reshape(-1, hidden.shape[-1]),
+        weight,
+        targets.reshape(-1),
+        float(softcap),
+        int(chunk_size),
+        now and hidden.requires_grad,
+        now and weight.requires_grad,
+    )
     if not autocast:
-        return _LinearCrossEntropy.apply(*args, float(softcap), int(chunk_size))
+        return _LinearCrossEntropy.apply(*args)
     with torch.autocast(device_type, enabled=False):
-        return _LinearCrossEntropy.apply(*args, float(softcap), int(chunk_size))
+        return _LinearCrossEntropy.apply(*args)
