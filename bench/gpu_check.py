@@ -36,10 +36,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nn_bench import (
     FAST,
-    FAST_COMPILED,
     TINY,
     TINYSTORIES,
     decode_fn,
+    fast_compute,
     make_hf,
     make_tinylm,
     sync,
@@ -140,7 +140,7 @@ def train_rows(shape_name, config, batches, device, steps, compile_, amp, budget
                 continue
             torch.manual_seed(0)
             if impl == "tinylm":
-                model = make_tinylm(config, FAST_COMPILED if compile_ else FAST, device=device)
+                model = make_tinylm(config, fast_compute(compile_), device=device)
             else:
                 model = make_hf(config, device=device)
             step = train_step_fn(model, impl, config, batch, device, amp, compiled=compile_)

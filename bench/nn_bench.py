@@ -78,6 +78,11 @@ NAIVE_ATTENTION_FAST = dataclasses.replace(FAST, attention="naive")  # from-scra
 FAST_COMPILED = dataclasses.replace(FAST, loss="fused")
 
 
+def fast_compute(compiled: bool) -> ComputeConfig:
+    """tinylm's fastest kernel set, eager or under torch.compile."""
+    return FAST_COMPILED if compiled else FAST
+
+
 def make_tinylm(config: ModelConfig, compute: ComputeConfig = FAST, device=None, dtype=None):
     """TransformerLM on the given kernels."""
     return TransformerLM(config, compute=compute, device=device, dtype=dtype)
@@ -367,19 +372,18 @@ def main() -> None:
     def add(
         label,
         kind,
-        compute=FAST,
+        compute=None,
         *,
         context=contextlib.nullcontext,
         compiled=False,
         optimizer=torch_adamw,
         autocast_dtype=None,
     ):
-        """One training row: builds its model ("tinylm" under `compute`, or "hf") unless
-        `--headline` leaves the row out."""
+        """One training row: builds its model ("tinylm" under `compute`, default the fast set
+        for eager or compiled, or "hf") unless `--headline` leaves the row out."""
         if args.headline and label not in HEADLINE:
             return
-        if compiled and compute is FAST:
-            compute = FAST_COMPILED
+        compute = compute or fast_compute(compiled)
         model = make_tinylm(config, compute) if kind == "tinylm" else make_hf(config)
         step = train_step_fn(
             model, kind, config, batch, device, autocast_dtype, compiled, optimizer

@@ -193,6 +193,14 @@ def _inputs(seed=0, rows=(2, 9), d=8, vocab=23):
     return hidden, weight, targets
 
 
+def _assert_same_value_and_grads(loss, expected, inputs):
+    torch.testing.assert_close(loss, expected)
+    for a, b in zip(
+        torch.autograd.grad(loss, inputs), torch.autograd.grad(expected, inputs), strict=True
+    ):
+        torch.testing.assert_close(a, b)
+
+
 def test_grad_in_forward_scales_by_grad_output_and_survives_retain_graph():
     hidden, weight, targets = _inputs()
     loss = linear_cross_entropy(hidden, weight, targets, chunk_size=4, grad_in_forward=True)
@@ -225,13 +233,7 @@ def test_fused_linear_kernel_is_grad_in_forward_linear_cross_entropy():
     hidden, weight, targets = _inputs(rows=(3, 200))  # 600 rows: more than one chunk
     loss = LOSS_KERNELS["fused_linear"](hidden, weight, targets, softcap=4.0)
     expected = _reference(hidden, weight, targets, 4.0)
-    torch.testing.assert_close(loss, expected)
-    for a, b in zip(
-        torch.autograd.grad(loss, (hidden, weight)),
-        torch.autograd.grad(expected, (hidden, weight)),
-        strict=True,
-    ):
-        torch.testing.assert_close(a, b)
+    _assert_same_value_and_grads(loss, expected, (hidden, weight))
 
 
 @pytest.mark.slow  # one dynamo trace + inductor compile: ~10 s
@@ -247,10 +249,4 @@ def test_linear_cross_entropy_compiles_fullgraph_and_matches_eager(grad_in_forwa
     compiled = torch.compile(loss_fn, fullgraph=True)  # a graph break raises
     loss = compiled(hidden, weight)
     expected = _reference(hidden, weight, targets, 3.0)
-    torch.testing.assert_close(loss, expected)
-    for a, b in zip(
-        torch.autograd.grad(loss, (hidden, weight)),
-        torch.autograd.grad(expected, (hidden, weight)),
-        strict=True,
-    ):
-        torch.testing.assert_close(a, b)
+    _assert_same_value_and_grads(loss, expected, (hidden, weight))

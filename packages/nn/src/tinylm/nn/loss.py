@@ -82,12 +82,15 @@ def _chunk_grad(z: Tensor, scale, targets: Tensor, tanh: Tensor | None) -> Tenso
     return z
 
 
-def _accumulate_weight_grad(grad_w: Tensor, g: Tensor, h: Tensor) -> None:
-    """grad_w += gᵀ h, in float32 (in place, no (vocab, d) temporary when dtypes allow)."""
+def _accumulate_weight_grad(grad_w: Tensor, g: Tensor, h: Tensor) -> Tensor:
+    """grad_w + gᵀ h in float32: in place eager (no (vocab, d) temporary when dtypes allow);
+    out of place while traced, where functionalising the in-place add copies the buffer anyway."""
+    if is_compiling():
+        return grad_w + upcast(g.t() @ h)
     if g.dtype == grad_w.dtype:
-        grad_w.addmm_(g.t(), h)
-    else:
-        grad_w += upcast(g.t() @ h)
+        return grad_w.addmm_(g.t(), h)
+    grad_w += upcast(g.t() @ h)
+    return grad_w
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -106,11 +109,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
         lse = torch.empty(n, device=hidden.device, dtype=acc)
         total = torch.zeros((), device=hidden.device, dtype=acc)
         grad_in_forward = grad_h_now or grad_w_now
-        # Eager: write into preallocated gradients. Traced (torch.compile): functional ops, since
-        # functionalising in-place writes into a slice would copy the whole buffer per chunk.
-        functional = is_compiling()
+        # grad_h: one (rows, d) piece per chunk, concatenated once (no in-place slice writes,
+        # which a torch.compile trace would turn into a copy of the whole buffer per chunk).
         grad_h_chunks = []
-        grad_h = torch.empty_like(hidden) if grad_h_now and not functional else None
         grad_w = torch.zeros(weight.shape, device=weight.device, dtype=acc) if grad_w_now else None
         for start in range(0, n, chunk_size):
             end = min(start + chunk_size, n)
@@ -127,16 +128,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
             if grad_in_forward:
                 z.div_(sum_exp[:, None])  # softmax
                 g = _chunk_grad(z, 1.0 / max(n, 1), targets[start:end], t).to(hidden.dtype)
-                if grad_h_now and functional:
+                if grad_h_now:
                     grad_h_chunks.append(g @ weight)
-                elif grad_h_now:
-                    torch.mm(g, weight, out=grad_h[start:end])
-                if grad_w_now and functional:
-                    grad_w = grad_w + upcast(g.t() @ h)
-                elif grad_w_now:
-                    _accumulate_weight_grad(grad_w, g, h)
-        if grad_h_chunks:
-            grad_h = torch.cat(grad_h_chunks)
+                if grad_w_now:
+                    grad_w = _accumulate_weight_grad(grad_w, g, h)
+        grad_h = None
+        if grad_h_now:
+            grad_h = torch.cat(grad_h_chunks) if grad_h_chunks else torch.zeros_like(hidden)
         ctx.softcap, ctx.chunk_size, ctx.weight_dtype = softcap, chunk_size, weight.dtype
         ctx.grad_in_forward = grad_in_forward
         if grad_in_forward:
@@ -171,7 +169,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             if need_h:
                 grad_h[start:end] = g @ weight
             if need_w:
-                _accumulate_weight_grad(grad_w, g, h)
+                grad_w = _accumulate_weight_grad(grad_w, g, h)
         if need_w:
             grad_w = grad_w.to(weight.dtype)
         return grad_h, grad_w, None, None, None, None, None
