@@ -157,6 +157,57 @@ def test_linear_cross_entropy_under_autocast_matches_autocast_reference(grad_in_
     torch.testing.assert_close(gw, ew, atol=1e-2, rtol=5e-2)
 
 
+@GRAD_IN_FORWARD
+def test_linear_cross_entropy_autocast_weight_grad_is_the_float32_sum(grad_in_forward):
+    # The matmuls run in bf16, but the weight gradient is accumulated in float32 and must reach
+    # the float32 parameter as that float32 sum, not rounded through bf16 on the way.
+    torch.manual_seed(0)
+    hidden = torch.randn(48, 16, requires_grad=True)
+    weight = torch.randn(40, 16, requires_grad=True)
+    targets = torch.randint(0, 40, (48,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = linear_cross_entropy(
+            hidden, weight, targets, chunk_size=7, grad_in_forward=grad_in_forward
+        )
+    gh, gw = torch.autograd.grad(loss, (hidden, weight))
+    assert gh.dtype == torch.float32 and gw.dtype == torch.float32
+    assert (gw.bfloat16().float() != gw).any()
+    # ... and still the gradient of the bf16-rounded inputs (to bf16 accuracy of the softmax
+    # gradient that enters each matmul).
+    h64 = hidden.detach().bfloat16().double().requires_grad_()
+    w64 = weight.detach().bfloat16().double().requires_grad_()
+    _reference(h64, w64, targets).backward()
+    torch.testing.assert_close(gw.double(), w64.grad, atol=1e-3, rtol=5e-2)
+
+
+def test_linear_cross_entropy_mixed_dtypes_promote_and_return_each_dtype():
+    torch.manual_seed(0)
+    hidden = torch.randn(10, 8).bfloat16().requires_grad_()
+    weight = torch.randn(30, 8, requires_grad=True)
+    targets = torch.randint(0, 30, (10,))
+    loss = linear_cross_entropy(hidden, weight, targets, chunk_size=4)
+    expected = _reference(hidden.float(), weight, targets)
+    torch.testing.assert_close(loss, expected)
+    gh, gw = torch.autograd.grad(loss, (hidden, weight))
+    eh, ew = torch.autograd.grad(expected, (hidden, weight))
+    assert gh.dtype == torch.bfloat16 and gw.dtype == torch.float32
+    torch.testing.assert_close(gh, eh)
+    torch.testing.assert_close(gw, ew)
+
+
+@GRAD_IN_FORWARD
+def test_linear_cross_entropy_no_rows_gives_zero_loss_and_zero_grads(grad_in_forward):
+    hidden = torch.randn(0, 8, requires_grad=True)
+    weight = torch.randn(30, 8, requires_grad=True)
+    loss = linear_cross_entropy(
+        hidden, weight, torch.zeros(0, dtype=torch.long), grad_in_forward=grad_in_forward
+    )
+    loss.backward()
+    assert loss.item() == 0.0
+    assert hidden.grad.shape == (0, 8)
+    assert weight.grad.shape == (30, 8) and not weight.grad.any()
+
+
 def test_linear_cross_entropy_large_logits_finite():
     hidden = torch.tensor([[1e2, 0.0], [0.0, -1e2]], requires_grad=True)
     weight = torch.tensor([[1e2, 0.0], [0.0, 1e2], [-1e2, 0.0]], requires_grad=True)

@@ -5,15 +5,19 @@
 `linear_cross_entropy(hidden, weight, targets)` computes the same loss as
 `cross_entropy(hidden @ weight.T, targets)` (optionally soft-capped) without ever holding the
 (tokens, vocab) float32 logits: rows are processed `chunk_size` at a time, each chunk's logits are
-reduced to a log-sum-exp and a target logit and thrown away. The backward pass recomputes each
-chunk's logits from `hidden` and `weight` (one extra lm-head matmul) instead of storing them:
+reduced to a log-sum-exp and a target logit and thrown away. Either the backward recomputes each
+chunk's logits from `hidden` and `weight` (one extra lm-head matmul), or (`grad_in_forward`,
+the "fused_linear" kernel) both gradients are computed in the forward from each chunk's softmax
+and the backward only scales them:
 
     z = h Wᵀ (soft-capped: c·tanh(z/c)),   p = softmax(z) = exp(z − lse)
     ∂loss/∂z = (p − onehot(target)) / N      (× (1 − tanh²) under the softcap)
     ∂loss/∂h = ∂z · W,   ∂loss/∂W = Σ_chunks ∂zᵀ · h   (accumulated in float32)
 
 Peak extra memory is O(chunk_size · vocab) instead of O(tokens · vocab); at the leaderboard shape
-(64×512 tokens, 32K vocab) the full fp32 logits are 4 GiB, a 1024-row chunk is 128 MiB.
+(64×512 tokens, 32K vocab) the full fp32 logits are 4 GiB, a 1024-row chunk is 128 MiB. Under
+autocast the matmuls run in bf16/fp16, the sums in float32, and each gradient is returned in its
+input's dtype from the float32 accumulator (no round trip through bf16).
 """
 
 import torch
@@ -82,15 +86,17 @@ def _chunk_grad(z: Tensor, scale, targets: Tensor, tanh: Tensor | None) -> Tenso
     return z
 
 
-def _accumulate_weight_grad(grad_w: Tensor, g: Tensor, h: Tensor) -> Tensor:
-    """grad_w + gᵀ h in float32: in place eager (no (vocab, d) temporary when dtypes allow);
-    out of place while traced, where functionalising the in-place add copies the buffer anyway."""
+def _accumulate_weight_grad(grad_w: Tensor | None, g: Tensor, h: Tensor) -> Tensor:
+    """grad_w + gᵀ h in float32; the first chunk (grad_w None) starts the sum, so no zero-filled
+    (vocab, d) buffer is written and added to. In place eager; out of place while traced, where
+    functionalising the in-place add copies the buffer anyway."""
+    if grad_w is None:
+        return upcast(g.t() @ h)
     if is_compiling():
         return grad_w + upcast(g.t() @ h)
     if g.dtype == grad_w.dtype:
         return grad_w.addmm_(g.t(), h)
-    grad_w += upcast(g.t() @ h)
-    return grad_w
+    return grad_w.add_(g.t() @ h)  # promotes into float32 as it adds: no float32 temporary
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -100,19 +106,26 @@ class _LinearCrossEntropy(torch.autograd.Function):
     softmax is at hand (the three lm-head matmuls of the unfused loss, none recomputed), keep
     them, and let the backward only scale them by grad_out; else (the default) the backward
     recomputes each chunk's logits. Set it only when a backward will follow (training).
+
+    `dtype` is the matmul dtype (autocast's, or the promoted one): hidden and weight are cast to
+    it inside, so each gradient leaves in its input's dtype straight from the float32
+    accumulators (an fp32 weight under bf16 autocast gets its fp32 sum, not a bf16 rounding of
+    it cast back up), and no cast nodes sit in the graph.
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, softcap, chunk_size, grad_h_now, grad_w_now):
+    def forward(ctx, hidden, weight, targets, softcap, chunk_size, grad_h_now, grad_w_now, dtype):
+        ctx.hidden_dtype, ctx.weight_dtype = hidden.dtype, weight.dtype
+        hidden, weight = hidden.to(dtype), weight.to(dtype)
         n = hidden.shape[0]
-        acc = torch.promote_types(hidden.dtype, torch.float32)
+        acc = torch.promote_types(dtype, torch.float32)
         lse = torch.empty(n, device=hidden.device, dtype=acc)
         total = torch.zeros((), device=hidden.device, dtype=acc)
         grad_in_forward = grad_h_now or grad_w_now
         # grad_h: one (rows, d) piece per chunk, concatenated once (no in-place slice writes,
         # which a torch.compile trace would turn into a copy of the whole buffer per chunk).
         grad_h_chunks = []
-        grad_w = torch.zeros(weight.shape, device=weight.device, dtype=acc) if grad_w_now else None
+        grad_w = None  # started by the first chunk
         for start in range(0, n, chunk_size):
             end = min(start + chunk_size, n)
             h = hidden[start:end]
@@ -135,7 +148,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_h = None
         if grad_h_now:
             grad_h = torch.cat(grad_h_chunks) if grad_h_chunks else torch.zeros_like(hidden)
-        ctx.softcap, ctx.chunk_size, ctx.weight_dtype = softcap, chunk_size, weight.dtype
+        if grad_w_now and grad_w is None:  # no rows
+            grad_w = torch.zeros(weight.shape, device=weight.device, dtype=acc)
+        ctx.softcap, ctx.chunk_size = softcap, chunk_size
         ctx.grad_in_forward = grad_in_forward
         if grad_in_forward:
             ctx.save_for_backward(grad_h, grad_w)
@@ -146,19 +161,20 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        nones = (None,) * 6
         if ctx.grad_in_forward:
             # Out of place, so a retained graph can run its backward again.
             grad_h, grad_w = ctx.saved_tensors
-            grad_h = grad_h * grad_out if grad_h is not None else None
-            grad_w = (grad_w * grad_out).to(ctx.weight_dtype) if grad_w is not None else None
-            return grad_h, grad_w, None, None, None, None, None
+            if grad_h is not None:
+                grad_h = (grad_h * grad_out).to(ctx.hidden_dtype)
+            if grad_w is not None:
+                grad_w = (grad_w * grad_out).to(ctx.weight_dtype)
+            return grad_h, grad_w, *nones
         hidden, weight, targets, lse = ctx.saved_tensors
         softcap, chunk_size = ctx.softcap, ctx.chunk_size
         n = hidden.shape[0]
         grad_h = torch.empty_like(hidden) if need_h else None
-        grad_w = (
-            torch.zeros(weight.shape, device=weight.device, dtype=lse.dtype) if need_w else None
-        )
+        grad_w = None  # started by the first chunk
         scale = grad_out / max(n, 1)
         for start in range(0, n, chunk_size):
             end = min(start + chunk_size, n)
@@ -170,9 +186,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 grad_h[start:end] = g @ weight
             if need_w:
                 grad_w = _accumulate_weight_grad(grad_w, g, h)
+        if need_h:
+            grad_h = grad_h.to(ctx.hidden_dtype)
         if need_w:
-            grad_w = grad_w.to(weight.dtype)
-        return grad_h, grad_w, None, None, None, None, None
+            if grad_w is None:  # no rows
+                grad_w = torch.zeros(weight.shape, device=weight.device, dtype=lse.dtype)
+            grad_w = grad_w.to(ctx.weight_dtype)
+        return grad_h, grad_w, *nones
 
 
 @typechecked
@@ -211,13 +231,11 @@ def linear_cross_entropy(
     device_type = hidden.device.type
     autocast = torch.amp.is_autocast_available(device_type)  # False on e.g. meta
     if autocast and torch.is_autocast_enabled(device_type):
-        # The Function runs with autocast off (its backward would not see it); cast here instead,
-        # outside, so the casts' gradients flow back to the original dtypes.
+        # The Function runs with autocast off (its backward would not see it): it is told the
+        # dtype and casts inside, returning each gradient in its input's dtype.
         dtype = torch.get_autocast_dtype(device_type)
-        hidden, weight = hidden.to(dtype), weight.to(dtype)
-    elif hidden.dtype != weight.dtype:
+    else:
         dtype = torch.promote_types(hidden.dtype, weight.dtype)
-        hidden, weight = hidden.to(dtype), weight.to(dtype)
     now = grad_in_forward and torch.is_grad_enabled()
     args = (
         hidden.reshape(-1, hidden.shape[-1]),
@@ -227,6 +245,7 @@ def linear_cross_entropy(
         int(chunk_size),
         now and hidden.requires_grad,
         now and weight.requires_grad,
+        dtype,
     )
     if not autocast:
         return _LinearCrossEntropy.apply(*args)
