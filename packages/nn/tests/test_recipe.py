@@ -419,10 +419,11 @@ def test_bf16_autocast_with_all_switches_on_is_finite_and_close(attention):
 
 
 @pytest.mark.slow
-def test_training_step_with_all_switches_compiles_fullgraph_and_matches_eager():
+@pytest.mark.parametrize("attention", ["sdpa", "naive"])  # naive: the blocked, torch-softmax one
+def test_training_step_with_all_switches_compiles_fullgraph_and_matches_eager(attention):
     eager = build(ALL_ON)
     perturb_scalars(eager)
-    fast = ComputeConfig(attention="sdpa", fused_qkv=True, pointwise="torch", loss="fused")
+    fast = ComputeConfig(attention=attention, fused_qkv=True, pointwise="torch", loss="fused")
     model = build(ALL_ON, fast)
     model.load_state_dict(eager.state_dict())
     compiled = torch.compile(model, fullgraph=True)  # any graph break raises
