@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from tinylm.nn import ComputeConfig, ModelConfig, TransformerLM, generate
-from tinylm.nn.generate import COMPILE_ENV, _want_compile
+from tinylm.nn.generate import _CAN_SKIP_GUARDS, COMPILE_ENV, _want_compile
 
 BASE = ModelConfig(vocab_size=50, context_length=12, d_model=32, num_layers=4, num_heads=4, d_ff=64)
 ALL_ON = dataclasses.replace(
@@ -153,23 +153,38 @@ def test_compile_switch_auto_follows_env_then_device(monkeypatch):
 
 
 @pytest.mark.slow
-def test_compiled_decode_gives_the_eager_tokens():
+@pytest.mark.parametrize("compute", KERNELS.values(), ids=KERNELS.keys())
+def test_compiled_decode_gives_the_eager_tokens(compute, monkeypatch):
     """Inductor-compiled step (one compile, ~10-45 s on CPU) vs eager, all switches on, greedy
-    through the window slide, then again with the kept cache reused and a second model."""
-    model = build(ALL_ON)
+    through the window slide, then again with the kept cache reused, and alternating with a
+    second model: every step after a call's first skips dynamo's guards where torch can, so a
+    wrongly chosen graph would show here as different tokens."""
+    skipped = []
+    set_stance = torch.compiler.set_stance
+
+    def spy(*args, **kwargs):
+        skipped.append(kwargs.get("skip_guard_eval_unsafe", False))
+        return set_stance(*args, **kwargs)
+
+    monkeypatch.setattr(torch.compiler, "set_stance", spy)
+    model = build(ALL_ON, compute)
     prompt = torch.randint(0, 50, (2, 5), generator=torch.Generator().manual_seed(7))
     eager = generate(model, prompt, 20, temperature=0, compile=False)
     compiled = generate(model, prompt, 20, temperature=0, compile=True)
     assert torch.equal(compiled, eager)
     assert torch.equal(generate(model, prompt, 20, temperature=0, compile=True), eager)
-    other = build(ALL_ON)
+    other = build(ALL_ON, compute)
     with torch.no_grad():
         for p in other.parameters():
             p.mul_(1.5)
-    assert torch.equal(
-        generate(other, prompt, 20, temperature=0, compile=True),
-        generate(other, prompt, 20, temperature=0, compile=False),
-    )
+    other_eager = generate(other, prompt, 20, temperature=0, compile=False)
+    assert not torch.equal(other_eager, eager)
+    assert torch.equal(generate(other, prompt, 20, temperature=0, compile=True), other_eager)
+    assert torch.equal(generate(model, prompt, 20, temperature=0, compile=True), eager)
+    if _CAN_SKIP_GUARDS:
+        assert skipped and all(skipped)
+    else:
+        assert not skipped
 
 
 @pytest.mark.gpu

@@ -29,7 +29,7 @@ Policy, in brief:
   gains little and costs tens of seconds once (numbers in the nn README).
 """
 
-import functools
+import inspect
 import os
 import warnings
 import weakref
@@ -205,20 +205,37 @@ _COMPILED: dict[str | None, Callable] = {}
 _STATIC_CACHES: "weakref.WeakKeyDictionary[Module, object]" = weakref.WeakKeyDictionary()
 
 
+# set_stance(skip_guard_eval_unsafe=True) runs only the guards that tell a function's compiled
+# graphs apart; a torch without that keyword keeps every guard.
+_SET_STANCE_PARAMS = inspect.signature(torch.compiler.set_stance).parameters
+_CAN_SKIP_GUARDS = "skip_guard_eval_unsafe" in _SET_STANCE_PARAMS
+
+
 def _compiled_step(core: Module, device: torch.device) -> Callable:
+    """The compiled decode step for one `generate` call.
+
+    Its first call runs dynamo's full guards (and compiles, or recompiles for a changed model).
+    The later calls of the same `generate` call see the same model, cache, batch and shapes, so
+    they skip the guards that cannot fail (~0.2 ms of a ~2.5 ms CPU step at the TinyStories
+    shape); a new `generate` call starts with full guards again.
+    """
     mode = "reduce-overhead" if device.type == "cuda" else None
     if mode not in _COMPILED:
         _COMPILED[mode] = torch.compile(_decode_step, dynamic=False, fullgraph=True, mode=mode)
-    step = functools.partial(_COMPILED[mode], core)
-    if device.type != "cuda":
-        return step
+    compiled = _COMPILED[mode]
+    guarded = [True]
 
-    def cuda_graph_step(token_ids: Tensor, cache, position: Tensor) -> Tensor:
-        # A new step begins: the previous replay's outputs (last logits) may be overwritten.
-        torch.compiler.cudagraph_mark_step_begin()
-        return step(token_ids, cache, position)
+    def step(token_ids: Tensor, cache, position: Tensor) -> Tensor:
+        if device.type == "cuda":
+            # A new step begins: the previous replay's outputs (last logits) may be overwritten.
+            torch.compiler.cudagraph_mark_step_begin()
+        if guarded[0] or not _CAN_SKIP_GUARDS:
+            guarded[0] = False
+            return compiled(core, token_ids, cache, position)
+        with torch.compiler.set_stance(skip_guard_eval_unsafe=True):
+            return compiled(core, token_ids, cache, position)
 
-    return cuda_graph_step
+    return step
 
 
 def _kv_cache(core: Module, batch: int, compiled: bool):
