@@ -105,10 +105,10 @@ class StackedWeightCache:
     the three parameters), so it is redone every call: one copy of 3·d² numbers, small next to
     the matmul (measured in the README). Without autograd (eval, decoding) it is cached, keyed by
     each weight's storage and in-place version counter, so an optimizer step, `load_state_dict`
-    or `.to()` invalidates it. Under torch.compile the cat is left to the compiler. Caveats: it
-    holds one extra copy of the three weights per layer while cached, and a write through
-    `weight.data` bypasses the version counter (update weights in place under no_grad instead,
-    as torch.optim and tinylm.optim do).
+    or `.to()` invalidates it. Under torch.compile it is not used (see project_qkv_fused).
+    Caveats: it holds one extra copy of the three weights per layer while cached, and a write
+    through `weight.data` bypasses the version counter (update weights in place under no_grad
+    instead, as torch.optim and tinylm.optim do).
     """
 
     def __init__(self) -> None:
