@@ -161,3 +161,27 @@ def test_device_and_dtype_arguments():
     ):
         assert all(p.dtype == torch.float64 for p in module.parameters())
         assert all(p.device.type == "cpu" for p in module.parameters())
+
+
+@pytest.mark.parametrize(
+    "dtype, wide",
+    [
+        (torch.float16, torch.float32),
+        (torch.bfloat16, torch.float32),
+        (torch.float32, torch.float32),
+        (torch.float64, torch.float64),
+    ],
+)
+def test_upcast_and_cast_skip_no_op_conversions(dtype, wide):
+    # Batch-1 decoding runs ~80 dtype conversions per token; those that would not change the
+    # dtype must return the tensor itself (no dispatch), the others must equal Tensor.to.
+    from tinylm.nn.layers import cast, upcast
+
+    x = torch.randn(3, 4).to(dtype)
+    up = upcast(x)
+    assert up.dtype == wide and torch.equal(up, x.to(wide))
+    assert (up is x) == (dtype == wide)
+    assert cast(x, dtype) is x
+    other = torch.float64 if dtype != torch.float64 else torch.float32
+    converted = cast(x, other)
+    assert converted.dtype == other and torch.equal(converted, x.to(other))

@@ -29,7 +29,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from torch.nn import Module, Parameter
 
-from tinylm.nn.layers import Linear, RMSNorm, softmax
+from tinylm.nn.layers import Linear, RMSNorm, cast, softmax
 from tinylm.nn.rope import RotaryEmbedding
 from tinylm.nn.typecheck import typechecked
 
@@ -96,16 +96,16 @@ class LayerKVCache:
         start, end = self.length, self.length + k.shape[-2]
         if end > self.max_len:
             raise ValueError(f"KV cache overflow: {end} positions > max_len={self.max_len}")
-        self.keys[:, :, start:end] = k.to(self.keys.dtype)
-        self.values[:, :, start:end] = v.to(self.values.dtype)
+        self.keys[:, :, start:end] = cast(k, self.keys.dtype)
+        self.values[:, :, start:end] = cast(v, self.values.dtype)
         self.length = end
         return self.keys[:, :, :end], self.values[:, :, :end]
 
     def write(self, k: Tensor, v: Tensor, position: Tensor) -> tuple[Tensor, Tensor]:
         """Store k, v (batch, heads, 1, d_k) at `position` (shape (1,), long, on the cache's
         device); return the whole buffers. Fixed shapes, no host read of the position."""
-        self.keys.index_copy_(2, position, k.to(self.keys.dtype))
-        self.values.index_copy_(2, position, v.to(self.values.dtype))
+        self.keys.index_copy_(2, position, cast(k, self.keys.dtype))
+        self.values.index_copy_(2, position, cast(v, self.values.dtype))
         return self.keys, self.values
 
     def mask(self, position: Tensor) -> Tensor:
@@ -205,7 +205,7 @@ class CausalSelfAttention(Module):
 
         if kv_cache is not None:
             k, v = kv_cache.append(k, v)
-        out = self.attention_kernel(q, k.to(q.dtype), v.to(q.dtype), past)
+        out = self.attention_kernel(q, cast(k, q.dtype), cast(v, q.dtype), past)
         out = rearrange(out, "... h seq d -> ... seq (h d)")
         return self.output_proj(out)
 
@@ -213,7 +213,7 @@ class CausalSelfAttention(Module):
         """q, k, v (..., heads, seq, d_k): projected, value-embedded, QK-normed; before RoPE."""
         q, k, v = self.project_qkv(self, x)
         if value_embedding is not None:
-            v = v + (self.value_gate * value_embedding).to(v.dtype)
+            v = v + cast(self.value_gate * value_embedding, v.dtype)
         q, k, v = (
             rearrange(t, "... seq (h d) -> ... h seq d", h=self.num_heads) for t in (q, k, v)
         )
@@ -231,7 +231,7 @@ class CausalSelfAttention(Module):
             q, k = self.rope(q, positions), self.rope(k, positions)
         keys, values = kv_cache.write(k, v, positions)
         out = self.masked_attention(
-            q, keys.to(q.dtype), values.to(q.dtype), kv_cache.mask(position)
+            q, cast(keys, q.dtype), cast(values, q.dtype), kv_cache.mask(position)
         )
         out = rearrange(out, "... h seq d -> ... seq (h d)")
         return self.output_proj(out)

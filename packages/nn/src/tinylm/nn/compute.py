@@ -42,7 +42,7 @@ from torch.nn import Module
 from tinylm.nn import loss as _loss
 from tinylm.nn.attention import causal_mask, project_qkv_separately, reference_attention
 from tinylm.nn.config import MOVED_TO_COMPUTE
-from tinylm.nn.layers import ACTIVATIONS, logit_softcap, rms_norm, upcast
+from tinylm.nn.layers import ACTIVATIONS, cast, logit_softcap, rms_norm, upcast
 from tinylm.nn.loss import cross_entropy
 from tinylm.nn.rope import rotate_pairs
 from tinylm.nn.typecheck import is_compiling
@@ -78,7 +78,7 @@ def naive_attention_torch_softmax(q: Tensor, k: Tensor, v: Tensor, past: int) ->
         allowed = causal_mask(end - start, past + start, q.device)
         scores = scores.masked_fill(~allowed, float("-inf"))
         weights = torch.softmax(scores, dim=-1, dtype=torch.promote_types(q.dtype, torch.float32))
-        blocks.append(weights.to(v.dtype) @ values)
+        blocks.append(cast(weights, v.dtype) @ values)
     return blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=-2)
 
 
@@ -153,8 +153,8 @@ QKV_PROJECTIONS: dict[bool, Callable[[Module, Tensor], tuple[Tensor, Tensor, Ten
 def torch_rms_norm(x: Tensor, weight: Tensor | None, eps: float) -> Tensor:
     """torch's rms_norm, on float32 statistics like the reference (no-op casts in float32)."""
     x32 = upcast(x)
-    w32 = weight.to(x32.dtype) if weight is not None else None
-    return F.rms_norm(x32, (x.shape[-1],), w32, eps).to(x.dtype)
+    w32 = cast(weight, x32.dtype) if weight is not None else None
+    return cast(F.rms_norm(x32, (x.shape[-1],), w32, eps), x.dtype)
 
 
 def torch_relu_squared(x: Tensor) -> Tensor:
@@ -171,9 +171,10 @@ def complex_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """
     if is_compiling():
         return rotate_pairs(x, cos, sin)
-    pairs = torch.view_as_complex(upcast(x).reshape(*x.shape[:-1], -1, 2))
-    rotated = pairs * torch.complex(cos.to(pairs.real.dtype), sin.to(pairs.real.dtype))
-    return torch.view_as_real(rotated).flatten(-2).to(x.dtype)
+    x32 = upcast(x)
+    pairs = torch.view_as_complex(x32.reshape(*x.shape[:-1], -1, 2))
+    rotated = pairs * torch.complex(cast(cos, x32.dtype), cast(sin, x32.dtype))
+    return cast(torch.view_as_real(rotated).flatten(-2), x.dtype)
 
 
 # name -> kernel, for RMSNorm (`rms_norm(x, weight | None, eps)`), the FFN activations and RoPE

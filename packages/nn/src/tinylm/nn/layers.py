@@ -25,7 +25,14 @@ def _check_last_dim(x: Tensor, expected: int, dim_name: str, where: str) -> None
 
 def upcast(x: Tensor) -> Tensor:
     """x in at least float32 (float64 stays float64): where statistics are accumulated."""
+    if x.dtype is torch.float32 or x.dtype is torch.float64:
+        return x  # no-op casts still cost a dispatch each: batch-1 decoding makes ~80 per token
     return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def cast(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """`x.to(dtype)`, skipping the call (and its dispatch) when x already has that dtype."""
+    return x if x.dtype is dtype else x.to(dtype)
 
 
 class Linear(Module):
@@ -83,8 +90,8 @@ def rms_norm(x: Tensor, weight: Tensor | None, eps: float) -> Tensor:
     x32 = upcast(x)  # x² of a bf16/fp16 activation can overflow or lose all precision
     inv_rms = torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + eps)
     if weight is None:
-        return (x32 * inv_rms).to(in_dtype)
-    return (x32 * inv_rms * weight.to(x32.dtype)).to(in_dtype)
+        return cast(x32 * inv_rms, in_dtype)
+    return cast(x32 * inv_rms * cast(weight, x32.dtype), in_dtype)
 
 
 class RMSNorm(Module):
@@ -148,7 +155,7 @@ def softmax(x: Float[Tensor, "..."], dim: int = -1) -> Float[Tensor, "..."]:
     # The max element contributes exp(0) = 1, so the sum is >= 1 unless the row is all -inf;
     # the clamp only turns that 0/0 into 0/tiny = 0.
     total = exp.sum(dim=dim, keepdim=True).clamp_min(torch.finfo(x32.dtype).tiny)
-    return (exp / total).to(x.dtype)
+    return cast(exp / total, x.dtype)
 
 
 class _FeedForward(Module):

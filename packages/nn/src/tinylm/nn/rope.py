@@ -13,6 +13,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from torch.nn import Module
 
+from tinylm.nn.layers import cast
 from tinylm.nn.typecheck import typechecked, value_checks_enabled
 
 
@@ -22,7 +23,7 @@ def rotate_pairs(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     rotated_even = x_even * cos - x_odd * sin
     rotated_odd = x_even * sin + x_odd * cos
     # Interleave back: (..., d_k/2, 2) -> (..., d_k) puts pair i at columns 2i, 2i+1.
-    return torch.stack((rotated_even, rotated_odd), dim=-1).flatten(-2).to(x.dtype)
+    return cast(torch.stack((rotated_even, rotated_odd), dim=-1).flatten(-2), x.dtype)
 
 
 class RotaryEmbedding(Module):
