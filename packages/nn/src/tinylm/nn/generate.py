@@ -17,18 +17,21 @@ Policy, in brief:
   into one preallocated output; "has every row finished?" is a device-side flag per step, read by
   the host only every `EOS_CHECK_EVERY` tokens (each read is a sync), and the result is cut back
   to the exact step where the last row finished, so the output is as if checked every token.
-- Static decode step: the prompt is prefilled eagerly (`model(ids, kv_cache=...)`), then every
-  token until the window is full goes through `TransformerLM.decode_step` (fixed shapes, the
-  position is a device tensor bumped in place: no host read per token). `compile=True` runs that
-  step through `torch.compile(dynamic=False, fullgraph=True)`, with `mode="reduce-overhead"`
+- Decode steps: the prompt is prefilled eagerly (`model(ids, kv_cache=...)`). Eagerly, each
+  token until the window is full is one more forward on that cache (it attends to the cached
+  prefix only). `compile=True` instead runs every token through `TransformerLM.decode_step`
+  (fixed shapes, the position a device tensor bumped in place: no host read per token, one graph
+  for all positions; eagerly its whole-buffer masked attention costs ~10 % more than the
+  forward's), compiled with `torch.compile(dynamic=False, fullgraph=True)`, `mode="reduce-overhead"`
   (CUDA graphs: one replay per token instead of ~100 kernel launches) on CUDA. It is compiled
   once per process (`_COMPILED`), and its KV cache is kept per model and reused by later calls of
   the same batch size (`_STATIC_CACHES`), so CUDA graphs keep their addresses. `compile=None`
   (auto): `TINYLM_COMPILE_DECODE=0|1` if set, else compile on CUDA only: on CPU, batch-1
-  decoding of a 4×512 model is memory-bound (fp32 weights stream from RAM per token), compiling
-  gains little and costs tens of seconds once (numbers in the nn README).
+  decoding pays the compile (4–55 s) back only after thousands of tokens (numbers in the nn
+  README).
 """
 
+import functools
 import inspect
 import os
 import warnings
@@ -198,6 +201,11 @@ def _decode_step(model: Module, token_ids: Tensor, cache, position: Tensor) -> T
     return model.decode_step_unchecked(token_ids, cache, position)
 
 
+def _forward_step(model: Module, token_ids: Tensor, cache, position: Tensor) -> Tensor:
+    """The eager step: one more forward on the cache (`position` is the cache's own length)."""
+    return model(token_ids, kv_cache=cache)[:, -1]
+
+
 # torch.compile'd `_decode_step` by mode, made on first use. One function for every model: dynamo
 # keys its graphs by guards on the model it is given, not by this wrapper.
 _COMPILED: dict[str | None, Callable] = {}
@@ -266,7 +274,9 @@ def _decode(core, ids, max_new_tokens, sampling, eos_id, use_kv_cache, compiled=
     out = torch.empty(batch, prompt_len + max_new_tokens, dtype=ids.dtype, device=ids.device)
     out[:, :prompt_len] = ids
     cache = _kv_cache(core, batch, compiled) if use_kv_cache else None
-    step_fn = _compiled_step(core, ids.device) if compiled else core.decode_step_unchecked
+    step_fn = (
+        _compiled_step(core, ids.device) if compiled else functools.partial(_forward_step, core)
+    )
     logits = core(ids[:, -context_length:], kv_cache=cache)[:, -1]  # checked: sees the prompt
     cached = min(prompt_len, context_length)  # positions in the cache (host mirror, no sync)
     position = torch.tensor(cached, device=ids.device)  # where the next token's K/V go
@@ -290,7 +300,8 @@ def _decode(core, ids, max_new_tokens, sampling, eos_id, use_kv_cache, compiled=
                 logits = core(out[:, max(0, pos + 1 - context_length) : pos + 1])[:, -1]
             elif cached < context_length:
                 logits = step_fn(next_ids[:, None], cache, position)
-                position += 1
+                if compiled:  # the eager step reads the cache's own length
+                    position += 1
                 cached += 1
             else:
                 # Window full: slide, i.e. re-encode the last context_length tokens at positions
