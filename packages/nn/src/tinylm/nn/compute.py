@@ -131,7 +131,7 @@ def project_qkv_fused(attn: Module, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         # and concatenating 3·d² weights per call cost more than two extra matmuls (nn README:
         # compiled batch-1 decoding 270 → 346 tokens/s at the TinyStories shape).
         return project_qkv_separately(attn, x)
-    if needs_graph or is_compiling():
+    if needs_graph:
         stacked = torch.cat(weights)
     else:
         if not isinstance(getattr(attn, "_stacked_qkv", None), StackedWeightCache):

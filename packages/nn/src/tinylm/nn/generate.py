@@ -215,8 +215,9 @@ _STATIC_CACHES: "weakref.WeakKeyDictionary[Module, object]" = weakref.WeakKeyDic
 
 # set_stance(skip_guard_eval_unsafe=True) runs only the guards that tell a function's compiled
 # graphs apart; a torch without that keyword keeps every guard.
-_SET_STANCE_PARAMS = inspect.signature(torch.compiler.set_stance).parameters
-_CAN_SKIP_GUARDS = "skip_guard_eval_unsafe" in _SET_STANCE_PARAMS
+_CAN_SKIP_GUARDS = (
+    "skip_guard_eval_unsafe" in inspect.signature(torch.compiler.set_stance).parameters
+)
 
 
 def _compiled_step(core: Module, device: torch.device) -> Callable:
@@ -231,14 +232,15 @@ def _compiled_step(core: Module, device: torch.device) -> Callable:
     if mode not in _COMPILED:
         _COMPILED[mode] = torch.compile(_decode_step, dynamic=False, fullgraph=True, mode=mode)
     compiled = _COMPILED[mode]
-    guarded = [True]
+    first = True
 
     def step(token_ids: Tensor, cache, position: Tensor) -> Tensor:
         if device.type == "cuda":
             # A new step begins: the previous replay's outputs (last logits) may be overwritten.
             torch.compiler.cudagraph_mark_step_begin()
-        if guarded[0] or not _CAN_SKIP_GUARDS:
-            guarded[0] = False
+        nonlocal first
+        if first or not _CAN_SKIP_GUARDS:
+            first = False
             return compiled(core, token_ids, cache, position)
         with torch.compiler.set_stance(skip_guard_eval_unsafe=True):
             return compiled(core, token_ids, cache, position)

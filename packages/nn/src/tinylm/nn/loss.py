@@ -24,7 +24,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from tinylm.nn.layers import upcast
+from tinylm.nn.layers import cast, upcast
 from tinylm.nn.typecheck import is_compiling, typechecked, value_checks_enabled
 
 DEFAULT_CHUNK_SIZE = 1024
@@ -96,7 +96,7 @@ def _accumulate_weight_grad(grad_w: Tensor | None, g: Tensor, h: Tensor) -> Tens
         return grad_w + upcast(g.t() @ h)
     if g.dtype == grad_w.dtype:
         return grad_w.addmm_(g.t(), h)
-    return grad_w.add_(g.t() @ h)  # promotes into float32 as it adds: no float32 temporary
+    return grad_w.add_(g.t() @ h)  # torch casts the bf16 product to float32 as it adds
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -116,7 +116,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, targets, softcap, chunk_size, grad_h_now, grad_w_now, dtype):
         ctx.hidden_dtype, ctx.weight_dtype = hidden.dtype, weight.dtype
-        hidden, weight = hidden.to(dtype), weight.to(dtype)
+        hidden, weight = cast(hidden, dtype), cast(weight, dtype)
         n = hidden.shape[0]
         acc = torch.promote_types(dtype, torch.float32)
         lse = torch.empty(n, device=hidden.device, dtype=acc)
@@ -166,9 +166,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
             # Out of place, so a retained graph can run its backward again.
             grad_h, grad_w = ctx.saved_tensors
             if grad_h is not None:
-                grad_h = (grad_h * grad_out).to(ctx.hidden_dtype)
+                grad_h = cast(grad_h * grad_out, ctx.hidden_dtype)
             if grad_w is not None:
-                grad_w = (grad_w * grad_out).to(ctx.weight_dtype)
+                grad_w = cast(grad_w * grad_out, ctx.weight_dtype)
             return grad_h, grad_w, *nones
         hidden, weight, targets, lse = ctx.saved_tensors
         softcap, chunk_size = ctx.softcap, ctx.chunk_size
@@ -187,11 +187,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
             if need_w:
                 grad_w = _accumulate_weight_grad(grad_w, g, h)
         if need_h:
-            grad_h = grad_h.to(ctx.hidden_dtype)
+            grad_h = cast(grad_h, ctx.hidden_dtype)
         if need_w:
             if grad_w is None:  # no rows
                 grad_w = torch.zeros(weight.shape, device=weight.device, dtype=lse.dtype)
-            grad_w = grad_w.to(ctx.weight_dtype)
+            grad_w = cast(grad_w, ctx.weight_dtype)
         return grad_h, grad_w, *nones
 
 
