@@ -95,8 +95,56 @@ def test_missing_and_invalid_files(tmp_path):
     with pytest.raises(ValueError, match="not valid TOML"):
         load_config(tmp_path / "bad.toml")
     (tmp_path / "partial.toml").write_text("[model]\nd_model = 8\n")
-    with pytest.raises(ValueError, match=r"\[model\]"):
+    with pytest.raises(ValueError, match=r"missing required key\(s\) model\.context_length, "):
         load_config(tmp_path / "partial.toml")
+
+
+def test_partial_config_reports_the_bad_value_not_the_missing_keys(tmp_path):
+    """A partial config with a wrong type names that key, before any missing [model] key."""
+    (tmp_path / "p.toml").write_text('[train]\nmax_steps = "ten"\n')
+    with pytest.raises(ValueError, match=r"^config key 'train\.max_steps' must be int, got 'ten'$"):
+        load_config(tmp_path / "p.toml")
+    (tmp_path / "q.toml").write_text("[train]\nmax_steps = 5\n")
+    with pytest.raises(ValueError) as missing:
+        load_config(tmp_path / "q.toml")
+    for key in ("context_length", "d_model", "num_layers", "num_heads", "d_ff"):
+        assert f"model.{key}" in str(missing.value)
+    assert "vocab_size" not in str(missing.value)  # it comes from data.vocab_size
+
+
+def test_config_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('[sample]\nprompt = "caf\u00e9"\n'.encode("latin-1"))
+    with pytest.raises(ValueError) as e:
+        load_config(path)
+    message = str(e.value)
+    assert str(path) in message and "UTF-8" in message and "0xe9" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("key", ["train.seed", "sample.seed"])
+def test_seed_range_is_checked_at_config_time(key):
+    """torch.manual_seed overflows past 2**64 - 1 and TOML's integers stop at 2**63 - 1: a seed
+    outside [0, 2**63 - 1] is refused by name before any work, not deep inside the run."""
+    top = 2**63 - 1
+    section, name = key.split(".")
+    assert getattr(getattr(load_config(overrides={key: str(top)}), section), name) == top
+    cfg = load_config(overrides={key: str(top)})
+    assert (
+        getattr(getattr(TrainConfig.from_dict(tomllib.loads(cfg.to_toml())), section), name) == top
+    )
+    for bad in (str(2**64), str(2**63), "-1"):
+        with pytest.raises(
+            ValueError, match=rf"config key '{key}' must be an integer in \[0, {top}\]"
+        ):
+            load_config(overrides={key: bad})
+
+
+def test_integer_overrides_are_exact():
+    """Integers are parsed as integers: no rounding through a float past 2**53."""
+    cfg = load_config(overrides={"train.seed": str(2**53 + 1)})
+    assert cfg.train.seed == 2**53 + 1
+    assert load_config(overrides={"train.max_steps": "1e3"}).train.max_steps == 1000
 
 
 def test_replace():

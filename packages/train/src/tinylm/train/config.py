@@ -245,18 +245,30 @@ class TrainConfig:
                     raise ValueError(
                         f"unknown config key '{section}.{key}'{_hint(f'{section}.{key}', full)}"
                     )
-        sections = {}
+        # Every value's type first, then what is missing: a partial config with a bad value is
+        # told about that value, not about the keys it never meant to set.
+        coerced = {}
         for section, kind in SECTIONS.items():
-            values = dict(raw.get(section, {}))
-            if section == "model":
-                values.setdefault("vocab_size", sections["data"].vocab_size)
             types_ = _field_types(kind)
-            values = {k: _coerce(f"{section}.{k}", v, types_[k]) for k, v in values.items()}
-            try:
-                sections[section] = kind(**values)
-            except TypeError as e:  # a missing required field, e.g. model.d_model
-                raise ValueError(f"config section [{section}]: {e}") from None
-        config = cls(**sections)
+            coerced[section] = {
+                k: _coerce(f"{section}.{k}", v, types_[k]) for k, v in raw.get(section, {}).items()
+            }
+        data_vocab = coerced["data"].get("vocab_size", DataConfig.vocab_size)
+        coerced["model"].setdefault("vocab_size", data_vocab)
+        missing = [
+            f"{section}.{f.name}"
+            for section, kind in SECTIONS.items()
+            for f in dataclasses.fields(kind)
+            if f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+            and f.name not in coerced[section]
+        ]
+        if missing:
+            raise ValueError(
+                f"config is missing required key(s) {', '.join(missing)}; a config file must "
+                "set them (the bundled ones do: `train-lm --help` prints default.toml)"
+            )
+        config = cls(**{section: SECTIONS[section](**coerced[section]) for section in SECTIONS})
         validate_config(config)
         return config
 
@@ -343,8 +355,16 @@ def load_config(
     to the field's type.
     """
     path = resolve_config_path(path)
+    data = path.read_bytes()
     try:
-        raw = tomllib.loads(path.read_text())
+        text = data.decode("utf-8")  # TOML is UTF-8, whatever the locale says
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"config file {path} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset "
+            f"{e.start}); TOML files are UTF-8"
+        ) from None
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"config file {path} is not valid TOML: {e}") from None
     return TrainConfig.from_dict(apply_overrides(raw, overrides or {}))
@@ -412,6 +432,11 @@ def _parse(key: str, text: str, tp: Any) -> Any:
         if item in (int, float):
             return [_parse(key, str(v), item) for v in items]
         return items
+    if base is int:
+        try:  # exactly, before the float route below (which rounds past 2**53)
+            return int(text.strip())
+        except ValueError:
+            pass
     if base in (int, float):
         try:
             number = float(text)
@@ -472,6 +497,11 @@ def _num(lo: float | None = None, hi: float | None = None, *, lo_open=False, hi_
     return ok, "a finite number" + (f" {bounds}" if bounds else "")
 
 
+# Seeds: what torch.manual_seed and TOML's integers (signed 64-bit, config.toml) both take.
+MAX_SEED = 2**63 - 1
+SEED = ((lambda v: 0 <= v <= MAX_SEED), f"an integer in [0, {MAX_SEED}] (2**63 - 1)")
+
+
 def _one_of(*choices: str):
     return (lambda v: v in choices), "one of " + ", ".join(repr(c) for c in choices)
 
@@ -503,7 +533,7 @@ CHECKS: dict[str, tuple[Any, str]] = {
     "train.max_steps": POSITIVE,
     "train.batch_size": POSITIVE,
     "train.grad_accum": POSITIVE,
-    "train.seed": NON_NEGATIVE,
+    "train.seed": SEED,
     "train.device": ((lambda v: bool(_DEVICE.match(v))), "auto, cpu, cuda, cuda:N or mps"),
     "train.peak_flops": NON_NEGATIVE,
     "train.max_seconds": NON_NEGATIVE,
@@ -520,7 +550,7 @@ CHECKS: dict[str, tuple[Any, str]] = {
     "sample.temperature": NON_NEGATIVE,
     "sample.top_p": _num(0, 1, lo_open=True),
     "sample.top_k": NON_NEGATIVE,
-    "sample.seed": NON_NEGATIVE,
+    "sample.seed": SEED,
 }
 
 
