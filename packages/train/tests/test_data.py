@@ -1,8 +1,12 @@
 """get_batch sampling and the token-file checks."""
 
+import io
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tinylm.train import check_tokens, get_batch, open_tokens
 
@@ -96,8 +100,46 @@ def test_open_tokens_errors(tmp_path):
     with pytest.raises(ValueError, match=r"data\.dtype"):
         open_tokens(tmp_path / "odd.bin")
     (tmp_path / "bad.npy").write_bytes(b"not numpy")
-    with pytest.raises(ValueError, match="not a readable"):
+    with pytest.raises(ValueError, match=r"bad\.npy is not a \.npy file"):
         open_tokens(tmp_path / "bad.npy")
+
+
+def _npy_bytes(ids: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, ids)
+    return buffer.getvalue()
+
+
+def test_open_tokens_garbage_header_is_bad_input_naming_the_file(tmp_path):
+    """A header numpy cannot parse raised tokenize.TokenError (exit 1, no file named)."""
+    good = _npy_bytes(np.arange(10, dtype=np.uint16))
+    path = tmp_path / "train.npy"
+    path.write_bytes(good[:10] + b"{(((\n" + good[15:])
+    with pytest.raises(ValueError, match=r"train\.npy is not a readable \.npy file"):
+        open_tokens(path)
+    path.write_bytes(good[:9])  # cut inside the header
+    with pytest.raises(ValueError, match=r"train\.npy is not a readable \.npy file"):
+        open_tokens(path)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_open_tokens_damaged_file_is_an_array_or_one_value_error(tmp_path_factory, data):
+    """Any damage to a .npy file's bytes: an array, or a ValueError naming the file."""
+    good = bytearray(_npy_bytes(np.arange(40, dtype=np.uint16)))
+    header_end = 10 + int.from_bytes(good[8:10], "little")
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, header_end - 1))
+        good[at] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(good)))
+    path = tmp_path_factory.mktemp("npy") / "ids.npy"
+    path.write_bytes(bytes(good[:cut]))
+    try:
+        tokens = open_tokens(path)
+    except ValueError as e:
+        assert str(path) in str(e) and "\n" not in str(e)
+    else:
+        assert tokens.ndim == 1
 
 
 def test_check_tokens():

@@ -1,13 +1,15 @@
 """prepare_data: split, tokenizer training, encoding, caching."""
 
+import errno
 import json
+import os
 
 import numpy as np
 import pytest
 
 import tinylm.train.prepare as prepare_module
 from tinylm.bpe import Tokenizer
-from tinylm.train import DataConfig, load_tokenizer, prepare_data
+from tinylm.train import DataConfig, load_tokenizer, prepare_data, run_cli
 
 
 def _config(text, **kw):
@@ -92,3 +94,53 @@ def test_run_setup_uses_the_tokenizer_prepare_data_trained(tiny_config, monkeypa
     assert len(loads) == 1
     text = "Once upon a time<|endoftext|>"
     assert fresh.tokenizer.encode(text) == cached.tokenizer.encode(text)
+
+
+def _two_files(tmp_path, corpus_text):
+    train, val = tmp_path / "train.txt", tmp_path / "valid.txt"
+    train.write_text(corpus_text[:30_000], encoding="utf-8")
+    val.write_text(corpus_text[30_000:], encoding="utf-8")
+    return DataConfig(
+        text=str(train), val_text=str(val), vocab_size=300, tokenizer_bytes=0, num_workers=1
+    )
+
+
+@pytest.fixture(params=["one file", "two files"])
+def text_config(request, tmp_path, corpus_file, corpus_text):
+    if request.param == "one file":
+        return _config(corpus_file, num_workers=1)
+    return _two_files(tmp_path, corpus_text)
+
+
+def _cli(body, capsys):
+    status = run_cli(body)
+    err = capsys.readouterr().err
+    return status, err
+
+
+@pytest.mark.parametrize("blocked", ["cache_dir", "a parent"])
+def test_cache_dir_that_is_a_file_is_bad_input_naming_it(tmp_path, text_config, capsys, blocked):
+    """data.cache_dir naming a file raised NotADirectoryError/FileExistsError (exit 1)."""
+    blocker = tmp_path / "cache_is_a_file"
+    blocker.write_text("x")
+    root = blocker if blocked == "cache_dir" else blocker / "deeper"
+    status, err = _cli(lambda: prepare_data(text_config, root, log=lambda *a: None), capsys)
+    assert status == 2
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert f"{blocker} is a file, not a directory" in err and "data.cache_dir" in err
+
+
+def test_full_disk_while_building_the_cache_names_it(tmp_path, text_config, capsys, monkeypatch):
+    """A full disk (`[Errno 28]`, which names no file) names the cache directory: exit 1."""
+
+    def disk_full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Tokenizer, "encode_file", disk_full)
+    root = tmp_path / "cache"
+    status, err = _cli(lambda: prepare_data(text_config, root, log=lambda *a: None), capsys)
+    assert status == 1
+    assert err.count("\n") == 1 and err.startswith(f"error: building the data cache {root}/")
+    assert "No space left on device" in err and "data.cache_dir" in err
+    # the tokens have no completion mark, so the next run encodes them again
+    assert not [p for p in root.rglob("*meta.json") if p.parent.name != "tokenizer"]

@@ -14,10 +14,12 @@ import torch
 from jaxtyping import Int
 
 from tinylm.train._typecheck import typechecked
+from tinylm.train.errors import one_line
 
 __all__ = ["check_tokens", "get_batch", "open_tokens"]
 
 ID_DTYPES = (np.uint16, np.uint32, np.int32, np.int64, np.uint8)
+NPY_MAGIC = b"\x93NUMPY"  # the first bytes of every .npy file
 
 
 @typechecked
@@ -61,10 +63,22 @@ def open_tokens(path: str | Path, dtype: str = "") -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"token file not found: {path}")
     if path.suffix == ".npy":
+        with open(path, "rb") as f:
+            magic = f.read(len(NPY_MAGIC))
+        if magic != NPY_MAGIC:
+            raise ValueError(
+                f"{path} is not a .npy file (it does not start with the .npy magic bytes); "
+                "raw ids need another suffix and data.dtype"
+            )
         try:
             tokens = np.load(path, mmap_mode="r")
-        except ValueError as e:
-            raise ValueError(f"{path} is not a readable .npy file: {e}") from None
+        except OSError:
+            raise  # unreadable (permissions, I/O): its message names the file
+        except Exception as e:
+            # numpy parses the header as a Python literal: a damaged one raises whatever the
+            # tokenizer or ast hits first (TokenError, SyntaxError, ...), not only ValueError.
+            reason = one_line(e) if isinstance(e, ValueError) else "its header is damaged"
+            raise ValueError(f"{path} is not a readable .npy file: {reason}") from None
         if dtype and tokens.dtype != np.dtype(dtype):
             raise ValueError(f"{path} holds {tokens.dtype} ids, but data.dtype says {dtype}")
     else:

@@ -12,10 +12,12 @@ preparation is simply redone.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -23,9 +25,12 @@ from typing import Any
 
 from tinylm.bpe import Tokenizer, train_bpe
 from tinylm.train.config import DataConfig
+from tinylm.train.errors import RunFailed
 from tinylm.train.files import atomic_write
 
 __all__ = ["PreparedData", "bundled_corpus", "load_tokenizer", "prepare_data"]
+
+_SPACE_HINT = "; free space there or set data.cache_dir to another disk"
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,34 @@ def load_tokenizer(
     return Tokenizer.from_files(vocab, merges, list(special_tokens))
 
 
+def make_cache_dir(directory: Path) -> None:
+    """mkdir -p, with a file in the way reported as bad input naming it (not NotADirectoryError)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next(p for p in (directory, *directory.parents) if p.exists() and not p.is_dir())
+        raise ValueError(
+            f"data cache {directory}: {blocker} is a file, not a directory (data.cache_dir; "
+            "default <run.root>/_data)"
+        ) from None
+
+
+@contextmanager
+def cache_writes(directory: Path):
+    """Name the cache directory in an I/O error that names no file: a full disk's `[Errno 28]`
+    comes from a write, which knows no path. Such a failure is the run's (exit 1); the
+    unfinished entry has no meta.json, so the next run rebuilds it."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None or isinstance(e, FileNotFoundError | PermissionError):
+            raise
+        hint = _SPACE_HINT if e.errno == errno.ENOSPC else ""
+        raise RunFailed(
+            f"building the data cache {directory} failed: {e.strerror or e} (errno {e.errno}){hint}"
+        ) from e
+
+
 def prepare_data(
     config: DataConfig, cache_root: str | os.PathLike, log=print, progress: bool = False
 ) -> PreparedData:
@@ -71,7 +104,9 @@ def prepare_data(
 
     Text must be UTF-8: an invalid byte is an error naming the file and its offset, unless
     `data.text_errors = "replace"` asks for U+FFFD instead (the policy `bpe-train` shares).
-    `progress` shows the BPE training (and, for two files, encoding) bars."""
+    `progress` shows the BPE training (and, for two files, encoding) bars. A file where the cache
+    directory should be is bad input (ValueError); an I/O error while writing the cache names it
+    (RunFailed)."""
     if config.train_tokens or config.val_tokens:
         if not (config.train_tokens and config.val_tokens):
             raise ValueError(
@@ -94,6 +129,7 @@ def prepare_data(
         if not config.text:
             raise ValueError("data.val_text needs data.text, the train file beside it")
         check_text_files(config.text, config.val_text)  # before files_cache_dir reads them
+        make_cache_dir(Path(cache_root))
         out = files_cache_dir(config, cache_root)
         return prepare_text_files(
             config.text, config.val_text, config, out, progress=progress, log=log
@@ -122,8 +158,16 @@ def prepare_data(
     if (out / "meta.json").is_file():
         log(f"data: reusing tokenizer and tokens cached in {out}")
         return result
-    out.mkdir(parents=True, exist_ok=True)
+    make_cache_dir(out)
+    with cache_writes(out):
+        tokenizer = _build(text_path, config, out, identity, log, progress)
+    return replace(result, tokenizer=tokenizer)
 
+
+def _build(
+    text_path: Path, config: DataConfig, out: Path, identity: dict[str, Any], log, progress: bool
+) -> Tokenizer:
+    """Split, train the BPE, encode; meta.json last (the completion mark)."""
     separator = config.special_tokens[0] if config.special_tokens else None
     train_text, val_text = _split(
         text_path, config.text_bytes, config.val_fraction, separator, config.text_errors
@@ -161,7 +205,7 @@ def prepare_data(
     (out / "tokenizer_train.txt").unlink()
     meta = {**identity, "train_tokens": len(train_ids), "val_tokens": len(val_ids)}
     atomic_write(out / "meta.json", json.dumps(meta, indent=2))
-    return replace(result, tokenizer=tokenizer)
+    return tokenizer
 
 
 def decode_text(raw: bytes, path: Path, errors: str = "strict", cut: bool = False) -> str:

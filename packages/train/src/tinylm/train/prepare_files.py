@@ -29,7 +29,7 @@ from typing import Any
 from tinylm.bpe import Tokenizer, train_bpe
 from tinylm.train.config import DataConfig
 from tinylm.train.files import atomic_open, atomic_write
-from tinylm.train.prepare import PreparedData, load_tokenizer
+from tinylm.train.prepare import PreparedData, cache_writes, load_tokenizer, make_cache_dir
 
 __all__ = [
     "check_text_files",
@@ -99,14 +99,15 @@ def prepare_text_files(
         )
     out = Path(out_dir)
     tok_dir = out / "tokenizer"
-    tok_dir.mkdir(parents=True, exist_ok=True)
+    make_cache_dir(tok_dir)
     prints = {src: file_fingerprint(src) for src in (train_text, val_text)}  # once per file
-    meta, tokenizer = _tokenizer(train_text, prints[train_text], data, tok_dir, progress, log)
-    steps = {"tokenizer": meta}
-    tok_hash = _files_hash(tok_dir / "vocab.json", tok_dir / "merges.txt")
-    for split, src in (("train", train_text), ("val", val_text)):
-        dst = out / f"{split}.npy"
-        steps[split] = _encode(tokenizer, tok_hash, src, prints[src], dst, data, progress, log)
+    with cache_writes(out):
+        meta, tokenizer = _tokenizer(train_text, prints[train_text], data, tok_dir, progress, log)
+        steps = {"tokenizer": meta}
+        tok_hash = _files_hash(tok_dir / "vocab.json", tok_dir / "merges.txt")
+        for split, src in (("train", train_text), ("val", val_text)):
+            dst = out / f"{split}.npy"
+            steps[split] = _encode(tokenizer, tok_hash, src, prints[src], dst, data, progress, log)
     return PreparedData(out / "train.npy", out / "val.npy", tok_dir, steps, tokenizer)
 
 
