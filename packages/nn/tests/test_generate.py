@@ -1,10 +1,16 @@
 """generate: greedy/sampling policy, the KV cache against uncached decoding, cropping, eos."""
 
+import importlib
+import math
+
 import pytest
 import torch
 
 from tinylm.nn import ModelConfig, TransformerLM, generate, softmax
 from tinylm.nn.generate import _nucleus_filter, _top_k_filter
+
+# the module (tinylm.nn.generate, the attribute, is the function)
+generate_module = importlib.import_module("tinylm.nn.generate")
 
 CONFIG = ModelConfig(
     vocab_size=40, context_length=12, d_model=32, num_layers=2, num_heads=4, d_ff=64
@@ -111,8 +117,10 @@ def test_stops_at_eos_and_pads_finished_rows(model):
 
 def test_long_prompt_is_cropped_with_a_warning(model):
     prompt = torch.randint(0, 40, (1, 30), generator=torch.Generator().manual_seed(2))
-    with pytest.warns(UserWarning, match="longer than context_length=12"):
+    with pytest.warns(UserWarning, match="longer than context_length=12") as caught:
         out = generate(model, prompt, 4, temperature=0)
+    # It points at this call, not into the type-checking decorator around generate (jaxtyping).
+    assert [w.filename for w in caught] == [__file__]
     assert torch.equal(out[:, :30], prompt)
     assert torch.equal(out[:, 30:], generate(model, prompt[:, -12:], 4, temperature=0)[:, 12:])
 
@@ -195,3 +203,57 @@ def test_all_finished_stop_is_exact_although_checked_every_few_tokens(model):
         out = generate(model, prompt, 40, temperature=0, eos_id=eos)
         assert out.shape == (2, 2 + first + 1), (eos, first)
         assert out[:, 2:].tolist() == [new[: first + 1]] * 2
+
+
+def test_output_grows_past_its_first_allocation(model, monkeypatch):
+    """The output buffer starts small and doubles: tokens across every growth (and the window
+    slide, and eos padding of a finished row) are those of the nanoGPT-style oracle."""
+    monkeypatch.setattr(generate_module, "INITIAL_ROOM", 4)  # room 12 (context), 24, 48, 50
+    prompt = torch.randint(0, 40, (3, 5), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = naive_greedy(model, prompt, 50)
+    assert torch.equal(generate(model, prompt, 50, temperature=0), expected)
+    assert torch.equal(generate(model, prompt, 50, temperature=0, use_kv_cache=False), expected)
+    eos = int(expected[0, 5 + 30])  # row 0's token at step 30, past two growths
+    out = generate(model, prompt, 50, temperature=0, eos_id=eos)
+    first = expected[0, 5:].tolist().index(eos)
+    assert out[0, 5 + first :].eq(eos).all()
+    assert torch.equal(out[0, : 5 + first + 1], expected[0, : 5 + first + 1])
+
+
+def _largest_request(args, kwargs) -> int:
+    size = kwargs.get("size", args)
+    if len(size) == 1 and isinstance(size[0], tuple | list | torch.Size):
+        size = size[0]
+    dims = [d for d in size if isinstance(d, int)]
+    return math.prod(dims) if dims else 0
+
+
+def test_huge_max_new_tokens_allocates_in_proportion_to_what_is_generated(model, monkeypatch):
+    """max_new_tokens=10**9 allocated 8 GB of output (+1 GB of flags) before the first token;
+    now memory follows the tokens produced. Every tensor allocation generate makes is checked
+    before it happens (the spy refuses a big one, so the old code fails without allocating)."""
+    prompt = torch.tensor([1, 2, 3])
+    eos = int(generate(model, prompt, 1, temperature=0)[-1])  # the first token greedy emits
+    limit = 100_000
+    for name in ("empty", "zeros", "ones", "full"):
+        real = getattr(torch, name)
+
+        def spy(*args, _real=real, **kwargs):
+            assert _largest_request(args, kwargs) <= limit, (args, kwargs)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(torch, name, spy)
+    for name in ("new_empty", "new_zeros"):
+        real = getattr(torch.Tensor, name)
+
+        def method_spy(self, *args, _real=real, **kwargs):
+            assert _largest_request(args, kwargs) <= limit, (args, kwargs)
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, method_spy)
+    out = generate(model, prompt, 10**9, temperature=0, eos_id=eos)
+    assert out.tolist() == [1, 2, 3, eos]
+    monkeypatch.undo()
+    out = generate(model, prompt, 2**62, temperature=0, eos_id=eos)  # bytes would overflow int64
+    assert out.tolist() == [1, 2, 3, eos]

@@ -14,9 +14,11 @@ Policy, in brief:
   when every sequence has finished.
 - Speed (batch-1 decoding is all per-token overhead on small models): the prompt and its forward
   are type-checked once, the token loop runs under `typecheck.unchecked()`; tokens are written
-  into one preallocated output; "has every row finished?" is a device-side flag per step, read by
+  into one output buffer; "has every row finished?" is a device-side flag per step, read by
   the host only every `EOS_CHECK_EVERY` tokens (each read is a sync), and the result is cut back
   to the exact step where the last row finished, so the output is as if checked every token.
+  The output grows by doubling from `INITIAL_ROOM` new tokens (or `context_length`), so memory
+  follows the tokens generated, never `max_new_tokens` up front.
 - Decode steps: the prompt is prefilled eagerly (`model(ids, kv_cache=...)`). Eagerly, each
   token until the window is full is one more forward on that cache (it attends to the cached
   prefix only). `compile=True` instead runs every token through `TransformerLM.decode_step`
@@ -34,10 +36,13 @@ Policy, in brief:
 import functools
 import inspect
 import os
+import sys
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
 
+import beartype
+import jaxtyping
 import torch
 from jaxtyping import Float
 from torch import Tensor
@@ -47,6 +52,7 @@ from tinylm.nn.layers import softmax
 from tinylm.nn.typecheck import typechecked, unchecked
 
 EOS_CHECK_EVERY = 16  # tokens between host reads of the all-finished flag
+INITIAL_ROOM = 256  # new-token slots allocated first (at least context_length); doubled when full
 COMPILE_ENV = "TINYLM_COMPILE_DECODE"  # "0"/"1": overrides compile=None's device-based choice
 
 
@@ -155,10 +161,9 @@ def generate(
         bad = int(ids.max()) if int(ids.max()) >= vocab_size else int(ids.min())
         raise ValueError(f"prompt token id {bad} is out of range for vocab_size={vocab_size}")
     if ids.shape[1] > context_length:
-        warnings.warn(
+        _warn_at_caller(
             f"prompt of {ids.shape[1]} tokens is longer than context_length={context_length}; "
-            f"the model sees only its last {context_length} tokens",
-            stacklevel=2,
+            f"the model sees only its last {context_length} tokens"
         )
 
     was_training = model.training
@@ -186,6 +191,21 @@ def generate(
             if len(hits):
                 out = out[: ids.shape[1] + int(hits[0]) + 1]
     return out
+
+
+# Frames a warning never points into: this package and the type-checking wrappers around it.
+_WRAPPER_DIRS = tuple(
+    os.path.dirname(path) + os.sep for path in (beartype.__file__, jaxtyping.__file__, __file__)
+)
+
+
+def _warn_at_caller(message: str) -> None:
+    """`warnings.warn` pointing at the first frame outside tinylm.nn and its type-checking
+    wrappers: a fixed stacklevel would point into jaxtyping's decorator (@typechecked)."""
+    frame, level = sys._getframe(0), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_WRAPPER_DIRS):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, stacklevel=level)
 
 
 def _want_compile(compile: bool | None, device: torch.device) -> bool:
@@ -268,12 +288,23 @@ def _kv_cache(core: Module, batch: int, compiled: bool):
     return cache
 
 
+def _grown(buffer: Tensor, length: int) -> Tensor:
+    """`buffer` copied into a new one `length` long in its last dim (the tail uninitialised)."""
+    out = buffer.new_empty(*buffer.shape[:-1], length)
+    out[..., : buffer.shape[-1]] = buffer
+    return out
+
+
 def _decode(core, ids, max_new_tokens, sampling, eos_id, use_kv_cache, compiled=False):
     context_length = core.config.context_length
     batch, prompt_len = ids.shape
     if max_new_tokens == 0:
         return ids
-    out = torch.empty(batch, prompt_len + max_new_tokens, dtype=ids.dtype, device=ids.device)
+    # Room for the new tokens grows as they come (doubling: amortised O(1) copies per token), so
+    # memory follows what is generated, not max_new_tokens (10^9 would be 8 GB up front) and an
+    # early eos never pays for the rest.
+    room = min(max_new_tokens, max(INITIAL_ROOM, context_length))
+    out = torch.empty(batch, prompt_len + room, dtype=ids.dtype, device=ids.device)
     out[:, :prompt_len] = ids
     cache = _kv_cache(core, batch, compiled) if use_kv_cache else None
     step_fn = (
@@ -284,10 +315,15 @@ def _decode(core, ids, max_new_tokens, sampling, eos_id, use_kv_cache, compiled=
     position = torch.tensor(cached, device=ids.device)  # where the next token's K/V go
     if eos_id is not None:
         finished = torch.zeros(batch, dtype=torch.bool, device=ids.device)
-        all_done = torch.zeros(max_new_tokens, dtype=torch.bool, device=ids.device)
+        all_done = torch.zeros(room, dtype=torch.bool, device=ids.device)  # [:steps] is read
     with unchecked():
         for step in range(max_new_tokens):
             pos = prompt_len + step  # where this step's token goes
+            if step == room:
+                room = min(max_new_tokens, 2 * room)
+                out = _grown(out, prompt_len + room)
+                if eos_id is not None:
+                    all_done = _grown(all_done, room)
             next_ids = _sample_next(logits, *sampling)
             if eos_id is not None:
                 next_ids = next_ids.masked_fill(finished, eos_id)
