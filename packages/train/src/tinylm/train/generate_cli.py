@@ -1,23 +1,30 @@
 """`generate`: sample text from a trained run.
 
-generate --run runs/default --prompt "Once upon a time" --max-tokens 200 --temperature 0.8
+generate --run runs/default --prompt "Once upon a time" --max-new-tokens 200 --temperature 0.8
 generate --run runs/default --top-k 50 --top-p 1   # top-k sampling
 generate --run runs/default --dtype bfloat16 --compile on   # fastest CPU decoding (nn README)
+
+The text goes to stdout; the seed (a fresh one unless `--seed` is given) and any warning go to
+stderr, one line each (`seed 12345 (--seed 12345 repeats this sample)`, `warning: ...`).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import secrets
 import sys
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
 from tinylm.nn import TransformerLM
 from tinylm.train.checkpoint import load_checkpoint, read_checkpoint
-from tinylm.train.config import TrainConfig
-from tinylm.train.errors import run_cli
+from tinylm.train.config import MAX_SEED, TrainConfig
+from tinylm.train.errors import EXIT_BAD_INPUT, one_line, run_cli
 from tinylm.train.prepare import load_tokenizer
 from tinylm.train.rundir import find_checkpoints
 from tinylm.train.runtime import resolve_device
@@ -25,26 +32,75 @@ from tinylm.train.sampling import sample_text
 from tinylm.train.setup import newest_loadable
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each default, except None and "" (unset: the help says what happens then)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default == "":
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One `error:` line and status 2, as for every other bad input (not usage + error)."""
+        print(f"error: {message} (see generate --help)", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="generate", description="Sample text from a train-lm run.")
-    p.add_argument("--run", required=True, type=Path, help="run directory (holds checkpoints/)")
-    p.add_argument("--prompt", default="", help="text to continue (default: start of a document)")
-    p.add_argument("--max-tokens", type=int, default=200, help="new tokens to generate")
-    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    p.add_argument("--top-p", type=float, default=0.95, help="nucleus mass, 1 = off")
-    p.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens, 0 = off")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint", type=Path, default=None, help="default: the run's newest")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    p.add_argument("--num-samples", type=int, default=1)
+    p = _Parser(
+        prog="generate",
+        description="Sample text from a train-lm run.",
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument(
+        "--run", required=True, type=Path, metavar="DIR", help="run directory (holds checkpoints/)"
+    )
+    p.add_argument(
+        "--prompt", default="", metavar="TEXT", help="text to continue (default: a new document)"
+    )
+    p.add_argument(
+        "--max-new-tokens",
+        "--max-tokens",
+        dest="max_new_tokens",
+        type=int,
+        metavar="N",
+        default=200,
+        help="new tokens to generate at most (fewer when the end-of-text token comes)",
+    )
+    p.add_argument("--temperature", type=float, default=0.8, metavar="T", help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=0.95, metavar="P", help="nucleus mass, 1 = off")
+    p.add_argument(
+        "--top-k", type=int, default=0, metavar="K", help="keep the k most likely tokens, 0 = off"
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        metavar="S",
+        help=f"sampling seed in [0, {MAX_SEED}]; sample i uses seed + i (default: a fresh one, "
+        "printed to stderr)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="checkpoint to sample from (default: the run's newest)",
+    )
+    p.add_argument("--device", default="auto", metavar="DEV", help="auto | cpu | cuda | mps")
+    p.add_argument("--num-samples", type=int, default=1, metavar="N", help="samples to draw")
     p.add_argument(
         "--dtype",
         default="float32",
+        metavar="DTYPE",
         help="float32 | bfloat16: weights and compute while sampling (bf16: half the bytes)",
     )
     p.add_argument(
         "--compile",
         default="auto",
+        metavar="MODE",
         help="auto | on | off: torch.compile the decode step (auto: CUDA only, or "
         "TINYLM_COMPILE_DECODE)",
     )
@@ -75,14 +131,31 @@ def load_run(run_dir: Path, checkpoint: Path | None, device: torch.device):
     return model, tokenizer
 
 
+@contextmanager
+def _one_line_warnings():
+    """Warnings as one `warning: ...` line on stderr, never a file:line pointer into a library."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"warning: {one_line(message)}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help (0) or a bad argument (2, its line already printed)
+        return done.code if isinstance(done.code, int) else EXIT_BAD_INPUT
 
     def body() -> None:
-        if args.max_tokens < 0:
-            raise ValueError(f"--max-tokens must be >= 0, got {args.max_tokens}")
+        if args.max_new_tokens < 0:
+            raise ValueError(f"--max-new-tokens must be >= 0, got {args.max_new_tokens}")
         if args.num_samples < 1:
             raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
+        if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+            raise ValueError(f"--seed must be an integer in [0, {MAX_SEED}], got {args.seed}")
         if not (math.isfinite(args.temperature) and args.temperature >= 0):
             raise ValueError(f"--temperature must be a finite number >= 0, got {args.temperature}")
         if not 0 < args.top_p <= 1:
@@ -96,23 +169,26 @@ def main(argv: list[str] | None = None) -> int:
         device = resolve_device(args.device, option="--device")
         model, tokenizer = load_run(args.run, args.checkpoint, device)
         model.to(DTYPES[args.dtype])
+        seed = secrets.randbelow(1 << 32) if args.seed is None else args.seed
+        print(f"seed {seed} (--seed {seed} repeats this sample)", file=sys.stderr)
         for i in range(args.num_samples):
             text = sample_text(
                 model,
                 tokenizer,
                 args.prompt,
-                args.max_tokens,
+                args.max_new_tokens,
                 temperature=args.temperature,
                 top_p=args.top_p,
                 top_k=args.top_k,
-                seed=args.seed + i,
+                seed=seed + i,
                 compile=COMPILE[args.compile],
             )
             if args.num_samples > 1:
                 print(f"--- sample {i + 1} ---")
             print(text)
 
-    return run_cli(body, abort_message="interrupted")
+    with _one_line_warnings():
+        return run_cli(body, abort_message="interrupted")
 
 
 if __name__ == "__main__":
