@@ -74,7 +74,8 @@ def make_cache_dir(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        blocker = next(p for p in (directory, *directory.parents) if p.exists() and not p.is_dir())
+        parents = (directory, *directory.parents)
+        blocker = next((p for p in parents if p.exists() and not p.is_dir()), directory)
         raise ValueError(
             f"data cache {directory}: {blocker} is a file, not a directory (data.cache_dir; "
             "default <run.root>/_data)"
