@@ -56,7 +56,7 @@ from bench.recipe_parts import (
 )
 from bench.recipe_run import print_table, report, run
 from bench.recipes import BASELINE, MODERN, PEER_LRS
-from tinylm.train import bundled_corpus
+from tinylm.train import atomic_write, bundled_corpus
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -132,9 +132,7 @@ def write_json(path: Path, shape, device, variants: dict, rows: list, line: str)
         "rows": rows,
         "last_line": line,
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=list))
-    tmp.replace(path)
+    atomic_write(path, json.dumps(payload, indent=2, default=list))
 
 
 def main(argv: list[str] | None = None) -> int:
