@@ -1,4 +1,4 @@
-"""Enforce SPEC §1: packages talk only through `tinylm.<pkg>` top-level names, along allowed edges.
+"""Enforce package boundaries: packages talk only through `tinylm.<pkg>` top-level names.
 
 Rules, checked statically with `ast` over every .py file of every member (src and tests):
 - a module of package P may import `tinylm.P.<anything>` (its own internals);

@@ -1,7 +1,7 @@
 """Fault injection for train-lm: SIGKILL at random moments, then --resume; kills mid-write.
 
-    uv run --no-sync python bench/faults.py                  # 20 kills + 40 kills mid-write
-    uv run --no-sync python bench/faults.py --kills 4 --writes 20 --steps 12 --in-process
+    uv run --no-sync python -m bench.faults                  # 20 kills + 40 kills mid-write
+    uv run --no-sync python -m bench.faults --kills 4 --writes 20 --steps 12 --in-process
 
 Prints `faults: K/N identical, M unloadable`: K of N killed-and-resumed runs ended with weights
 bit-identical to an uninterrupted reference run, and M of the checkpoints left by processes

@@ -16,4 +16,4 @@ if ! "$PY" -c "import beartype" 2>/dev/null && compgen -G ".whl/*.whl" >/dev/nul
 fi
 SRC="$(printf '%s:' "$PWD"/packages/*/src "$PWD"/apps/src)"
 export PYTHONPATH="${SRC%:}${PYTHONPATH:+:$PYTHONPATH}"
-exec timeout 480 "$PY" bench/gpu_check.py "$@"
+exec timeout 480 "$PY" -m bench.gpu_check "$@"

@@ -7,8 +7,8 @@ Each runs forward+backward in its own subprocess; peak resident memory is that p
 `ru_maxrss` minus its resident size just before the loss (so the inputs, the weight and torch
 itself are not counted). CPU only; numbers are MiB of host memory; the time is one call.
 
-    uv run --no-sync python bench/loss_bench.py                    # 8x512 tokens, 32K vocab, d 768
-    uv run --no-sync python bench/loss_bench.py --tokens 1024 --vocab 4096 --d-model 64   # quick
+    uv run --no-sync python -m bench.loss_bench                    # 8x512 tokens, 32K vocab, d 768
+    uv run --no-sync python -m bench.loss_bench --tokens 1024 --vocab 4096 --d-model 64   # quick
 """
 
 import argparse

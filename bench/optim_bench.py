@@ -1,10 +1,10 @@
 """Benchmark one optimizer step: Muon batched vs per-matrix, and AdamW's update kernels vs torch's.
 
-    uv run --no-sync python bench/optim_bench.py                        # default run's shape, CPU
-    uv run --no-sync python bench/optim_bench.py --threads 1            # steadier on a busy box
-    uv run --no-sync python bench/optim_bench.py --d-model 256 --layers 6 --d-ff 768
-    uv run --no-sync python bench/optim_bench.py --device cuda --d-model 768 --layers 12 --d-ff 3072
-    uv run --no-sync python bench/optim_bench.py --only adamw \
+    uv run --no-sync python -m bench.optim_bench                        # default run's shape, CPU
+    uv run --no-sync python -m bench.optim_bench --threads 1            # steadier on a busy box
+    uv run --no-sync python -m bench.optim_bench --d-model 256 --layers 6 --d-ff 768
+    uv run --no-sync python -m bench.optim_bench --device cuda --d-model 768 --layers 12 --d-ff 3072
+    uv run --no-sync python -m bench.optim_bench --only adamw \
         --d-model 512 --d-ff 1344 --vocab 10000       # the TinyStories model's parameters
 
 The matrices are those of a Llama block stack (q, k, v, o: d×d; SwiGLU w1, w3: d_ff×d; w2: d×d_ff),
@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
+from bench.harness import interleave
 from tinylm.optim import AdamW, Muon
 
 
@@ -46,23 +46,10 @@ def block_matrices(
 
 
 def time_steps(opts: dict[str, torch.optim.Optimizer], device: torch.device, repeats: int):
-    """Median seconds per `.step()` of each optimizer, timed in alternation (fair on a busy box)."""
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    for opt in opts.values():
-        for _ in range(2):  # warm-up: state allocation, kernel selection
-            opt.step()
-    sync()
-    times: dict[str, list[float]] = {name: [] for name in opts}
-    for _ in range(repeats):
-        for name, opt in opts.items():
-            start = time.perf_counter()
-            opt.step()
-            sync()
-            times[name].append(time.perf_counter() - start)
+    """Median seconds per `.step()` of each optimizer, timed in alternation (fair on a busy box),
+    after two warm-up steps each (state allocation, kernel selection)."""
+    steps = {name: opt.step for name, opt in opts.items()}
+    times = interleave(steps, repeats, device, warmup=2)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 

@@ -1,10 +1,10 @@
 """Benchmark the training loop: throughput and the share of wall time that is not training.
 
-    uv run --no-sync python bench/train_bench.py                 # the default CPU run (≈2 min)
-    uv run --no-sync python bench/train_bench.py --steps 50      # shorter, same shape
-    uv run --no-sync python bench/train_bench.py --quick         # toy sizes, checks the script
-    uv run --no-sync python bench/train_bench.py --dtype bfloat16  # the default run, bf16 autocast
-    uv run --no-sync python bench/train_bench.py --tinystories   # CUDA: the 17M TinyStories shape
+    uv run --no-sync python -m bench.train_bench                 # the default CPU run (≈2 min)
+    uv run --no-sync python -m bench.train_bench --steps 50      # shorter, same shape
+    uv run --no-sync python -m bench.train_bench --quick         # toy sizes, checks the script
+    uv run --no-sync python -m bench.train_bench --dtype bfloat16  # the default run, bf16 autocast
+    uv run --no-sync python -m bench.train_bench --tinystories   # CUDA: the 17M TinyStories shape
 
 Reports steps/s and tokens/s of the loop, and data loading, eval, checkpointing and plotting as a
 share of the loop's wall time (target: under 3% at default intervals). Data preparation

@@ -1,6 +1,6 @@
-"""Fault injection at CI size (bench/faults.py runs the long version): a run killed at random and
-resumed ends bit-identical; a checkpoint killed mid-write still loads; a malicious pickle is
-refused without running; a full disk during a save keeps the previous checkpoint; a second run in
+"""Fault injection at CI size (`python -m bench.faults` runs the long version): a run killed at
+random and resumed ends bit-identical; a checkpoint killed mid-write still loads; a malicious pickle
+is refused without running; a full disk during a save keeps the previous checkpoint; a second run in
 the same directory is refused; a corrupt newest checkpoint falls back to an older one.
 """
 
@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench import faults
 from tinylm.train import RunLock, find_checkpoints, load_config, read_checkpoint, run_cli, train
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "bench"))
-import faults  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
-"""Smoke test of bench/recipe_bench.py: a toy run prints its table and last line, finite numbers.
+"""Smoke test of bench.recipe_bench: a toy run prints its table and last line, finite numbers.
 
-Runs the script as a user would (a subprocess: the bench switches shape checks off for its own
-process), at `--quick` sizes with a sub-second budget per contender, one contender of each kind.
-It asserts on the output's structure and finiteness, never on speed or on which contender wins.
+Runs the bench as a user would (`python -m bench.recipe_bench` from the repository root, in a
+subprocess: the bench switches shape checks off for its own process), at `--quick` sizes with a
+sub-second budget per contender, one contender of each kind. It asserts on the output's structure
+and finiteness, never on speed or on which contender wins.
 """
 
 import json
@@ -14,7 +15,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-BENCH = REPO / "bench" / "recipe_bench.py"
 NUM = r"(-?[0-9.]+|[+-][0-9.]+)"
 LAST = re.compile(
     rf"^recipe-bench: peer {NUM} \(lr ([0-9.e+-]+)\), baseline {NUM}, modern {NUM} nats at "
@@ -25,12 +25,12 @@ LAST = re.compile(
 def _bench(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.run(
-        [sys.executable, str(BENCH), *args],
+        [sys.executable, "-m", "bench.recipe_bench", *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=600,
-        cwd=tmp_path,
+        cwd=REPO,
     )
 
 
@@ -81,13 +81,18 @@ def test_quick_run_prints_table_and_last_line(tmp_path):
     }
     assert set(payload["rows"][2]["val_loss"]) == {"25%", "50%", "75%", "100%"}
 
-    # A second run finds the tokenizer and ids in the cache.
+    # A second run finds the tokenizer and ids in the cache: it writes none of them again.
+    cached = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*") if p.is_file()}
+    assert sum(p.suffix == ".npy" for p in cached) == 2 and any(
+        p.name == "vocab.json" for p in cached
+    )
     again = _bench(
         "--quick", "--seconds", "0.1", "--text-bytes", "30000", "--contenders", "baseline",
         "--cache", str(tmp_path / "cache"), tmp_path=tmp_path,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "data: cached" in again.stdout
+    now = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*") if p.is_file()}
+    assert now == cached
     assert again.stdout.strip().splitlines()[-1].startswith("recipe-bench: peer n/a (lr n/a)")
 
 

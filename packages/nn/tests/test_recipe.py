@@ -1,4 +1,4 @@
-"""The modern recipe switches (SPEC §3.1), parameter roles, model_stats, and ComputeConfig."""
+"""The modern recipe switches (nn README), parameter roles, model_stats, and ComputeConfig."""
 
 import dataclasses
 import itertools

@@ -1,4 +1,4 @@
-"""newton_schulz and Muon against the SPEC §4 formulas written out here, step by step."""
+"""newton_schulz and Muon against the optim README's formulas ("Muon"), written out step by step."""
 
 import io
 import math
@@ -15,7 +15,7 @@ A, B, C = 3.4445, -4.7750, 2.0315
 
 
 def ns_reference(G: torch.Tensor, steps: int = 5) -> torch.Tensor:
-    """SPEC §4, literally: one 2-D matrix, plain matmuls."""
+    """The README's quintic iteration, literally: one 2-D matrix, plain matmuls."""
     X = G.T if G.shape[0] > G.shape[1] else G
     X = X / (torch.linalg.norm(X) + 1e-7)
     for _ in range(steps):
@@ -26,7 +26,7 @@ def ns_reference(G: torch.Tensor, steps: int = 5) -> torch.Tensor:
 
 
 def muon_reference(weights, grads_per_step, lr, momentum, nesterov, wd, ns_steps=5):
-    """SPEC §4 Muon on copies of `weights`, one list of grads per step."""
+    """The README's Muon update on copies of `weights`, one list of grads per step."""
     ws = [w.clone() for w in weights]
     bufs = [torch.zeros_like(w) for w in ws]
     for grads in grads_per_step:

@@ -1,4 +1,5 @@
-"""cosine_lr and wsd_lr against the SPEC formulas on grids; CosineSchedule driving an optimizer."""
+"""cosine_lr and wsd_lr against the optim README's formulas on grids; CosineSchedule driving an
+optimizer."""
 
 import math
 
@@ -102,7 +103,7 @@ def test_schedule_rejects_bad_iters():
 
 
 def wsd_reference(t, max_lr, min_lr, warmup, decay, total):
-    """SPEC §4 warmup–stable–decay, written out independently."""
+    """Warmup–stable–decay as the optim README states it, written out independently."""
     if t < warmup:
         return max_lr * t / warmup
     if t < total - decay:

@@ -1,11 +1,11 @@
-"""tinylm.apps: end-to-end runs (SPEC §6), one command each: TinyStories, OpenWebText, leaderboard.
+"""tinylm.apps: end-to-end runs, one command each: TinyStories, OpenWebText, leaderboard.
 
     app, config = load_run_config("tinystories", {"app.train_text": "train.txt",
                                                   "app.val_text": "valid.txt"})
     result = run_pipeline(app, config, "runs/tinystories")   # BPE → .npy → train → report.md
     print(result.report.read_text())
 
-    plan = plan_study("lr", "cpu", {"train.max_steps": "100"})   # studies (SPEC §7)
+    plan = plan_study("lr", "cpu", {"train.max_steps": "100"})   # studies (apps README)
 
 Console scripts: `tinystories`, `owt`, `leaderboard`, `tinylm-run NAME` (see `cli.py`), and
 `study NAME` (see `study_cli.py`).

@@ -1,4 +1,4 @@
-"""Study planning: which ordinary `train-lm` runs (points) a study is made of (SPEC §7).
+"""Study planning: which ordinary `train-lm` runs (points) a study is made of (apps README).
 
 A study is a list of `Point`s, each a set of `--section.key value` overrides on one base config.
 Planning is pure: it reads the base config with the scale's and the user's overrides applied (the

@@ -1,4 +1,4 @@
-"""tinylm.nn: a from-scratch, shape-checked transformer language model (SPEC §3).
+"""tinylm.nn: a from-scratch, shape-checked transformer language model.
 
     config = ModelConfig(vocab_size=10_000, context_length=256, d_model=512, num_layers=4,
                          num_heads=16, d_ff=1344)
@@ -8,7 +8,9 @@
     text_ids = generate(model, prompt_ids, max_new_tokens=100, temperature=0.8, top_p=0.95)
 
 Runtime jaxtyping/beartype checks are on by default; `TINYLM_TYPECHECK=0` (read at import) turns
-them off.
+them off (`TYPECHECK`, `typechecked` and `unchecked` are that switch, for every package).
+`unwrap(model)` is the plain model under torch.compile / DDP wrappers; `strip_wrapper_prefixes`
+does the same to a state dict's keys.
 """
 
 from tinylm.nn.attention import CausalSelfAttention, scaled_dot_product_attention
@@ -39,7 +41,8 @@ from tinylm.nn.loss import cross_entropy, linear_cross_entropy
 from tinylm.nn.model import KVCache, TransformerBlock, TransformerLM
 from tinylm.nn.rope import RotaryEmbedding
 from tinylm.nn.stats import ModelStats, model_stats
-from tinylm.nn.typecheck import TYPECHECK, unchecked
+from tinylm.nn.typecheck import TYPECHECK, typechecked, unchecked
+from tinylm.nn.wrappers import strip_wrapper_prefixes, unwrap
 
 __all__ = [
     "ATTENTION_KERNELS",
@@ -73,5 +76,8 @@ __all__ = [
     "silu",
     "softmax",
     "split_compute_keys",
+    "strip_wrapper_prefixes",
+    "typechecked",
     "unchecked",
+    "unwrap",
 ]

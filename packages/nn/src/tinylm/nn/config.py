@@ -31,7 +31,7 @@ class ModelConfig:
     the usual sizes (SwiGLU ≈ 8/3·d_model rounded to a multiple of 64, SiLU/ReLU² 4·d_model) and
     `with_ffn` switches the FFN while keeping the parameter count.
 
-    Recipe switches (SPEC §3.1; formulas in the nn README):
+    Recipe switches (formulas in the nn README, "The modern recipe"):
     - `qk_norm`: RMS-normalise q and k per head over the head dim, before RoPE (gain d_k each)
     - `ffn="relu2"`: w2(relu(w1 x)²)
     - `logit_softcap`: > 0: logits = c·tanh(logits/c)

@@ -50,6 +50,7 @@ from torch.nn import Module
 
 from tinylm.nn.layers import softmax
 from tinylm.nn.typecheck import typechecked, unchecked
+from tinylm.nn.wrappers import unwrap
 
 EOS_CHECK_EVERY = 16  # tokens between host reads of the all-finished flag
 INITIAL_ROOM = 256  # new-token slots allocated first (at least context_length); doubled when full
@@ -92,16 +93,11 @@ def _sample_next(
 
 
 def _unwrap(model: Module) -> Module:
-    """The plain model under torch.compile (`_orig_mod`) and DDP (`module`) wrappers.
+    """The plain TransformerLM under torch.compile / data-parallel wrappers (`unwrap`).
 
     Decoding goes through the plain module: a compiled one would recompile for every new length.
-    (A compiled wrapper forwards attribute lookups, so test for the wrappers, not for `.config`.)
     """
-    while isinstance(getattr(model, "_orig_mod", None), Module) or isinstance(
-        getattr(model, "module", None), Module
-    ):
-        inner = getattr(model, "_orig_mod", None)
-        model = inner if isinstance(inner, Module) else model.module
+    model = unwrap(model)
     if not hasattr(model, "config") or not hasattr(model, "new_kv_cache"):
         raise TypeError(f"generate needs a TransformerLM, got {type(model).__name__}")
     return model

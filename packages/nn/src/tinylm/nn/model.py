@@ -8,7 +8,7 @@ Ablations from `ModelConfig`:    norm="post": z = ln1(x + attn(x)); y = ln2(z + 
                                  norm="none": no RMSNorm anywhere (no ln1/ln2/ln_final)
                                  position="none": no RoPE (the causal mask alone orders tokens)
                                  ffn: a key of FFN_VARIANTS (swiglu, silu, relu2)
-Recipe switches (SPEC §3.1):     qk_norm, logit_softcap, value_embeddings, unet_skips,
+Recipe switches (nn README):     qk_norm, logit_softcap, value_embeddings, unet_skips,
                                  zero_init_proj, parameter_free_norm (see ModelConfig)
 Kernels (attention, fused QKV, pointwise ops, loss) come from a `ComputeConfig` and never
 change the function.
@@ -18,7 +18,6 @@ length; `decode_step(ids (B, 1), c, position)` is one token at a 0-dim tensor po
 shapes and no value-dependent Python, the function that `generate` compiles once.
 """
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,9 +40,7 @@ from tinylm.nn.config import ModelConfig
 from tinylm.nn.layers import FFN_VARIANTS, Embedding, Linear, RMSNorm, logit_softcap
 from tinylm.nn.rope import RotaryEmbedding
 from tinylm.nn.typecheck import typechecked, value_checks_enabled
-
-# Prefixes added by torch.compile (`_orig_mod.`) and DistributedDataParallel (`module.`).
-_WRAPPER_PREFIX = re.compile(r"^(?:_orig_mod\.|module\.)+")
+from tinylm.nn.wrappers import strip_wrapper_prefixes
 
 
 class TransformerBlock(Module):
@@ -280,7 +277,7 @@ class TransformerLM(Module):
         return x
 
     def parameter_groups(self) -> dict[str, list[Parameter]]:
-        """Parameters by role (SPEC §3.1), each exactly once, for per-role optimizers.
+        """Parameters by role, each exactly once, for per-role optimizers (see the nn README).
 
         - "matrix": the Linear weights inside the blocks (q/k/v/output_proj, FFN w1/w2/w3)
         - "embedding": token_embeddings and the value-embedding tables (a tied lm_head too)
@@ -324,8 +321,9 @@ class TransformerLM(Module):
 
         Their keys carry `_orig_mod.` / `module.` prefixes; these are stripped first.
         """
-        cleaned = {_WRAPPER_PREFIX.sub("", key): value for key, value in state_dict.items()}
-        return super().load_state_dict(cleaned, strict=strict, assign=assign)
+        return super().load_state_dict(
+            strip_wrapper_prefixes(state_dict), strict=strict, assign=assign
+        )
 
     def num_parameters(self) -> int:
         """Distinct parameters (a tied matrix counts once); equals `model_stats(config).params`."""

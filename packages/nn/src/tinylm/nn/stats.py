@@ -1,4 +1,4 @@
-"""Parameter counts and FLOPs per token of a `ModelConfig`, for every switch (SPEC §3.1).
+"""Parameter counts and FLOPs per token of a `ModelConfig`, for every switch (nn README).
 
 The training loop uses these for MFU; tests check them against `sum(p.numel())` of a built model
 and against the matmul FLOPs torch's FlopCounterMode sees in a forward.

@@ -1,4 +1,4 @@
-"""`build_optimizers`: parameter roles (SPEC §3.1) → an `OptimizerSet`, from two small tables.
+"""`build_optimizers`: parameter roles (`parameter_groups()`) → an `OptimizerSet`, from two tables.
 
     OPTIMIZER_KINDS   kind -> {role: optimizer family}  ("muon": Muon for "matrix", AdamW else)
     ROLE_FIELDS       role -> the OptimizerHParams fields holding its lr, betas and weight decay

@@ -1,4 +1,4 @@
-"""Global gradient-norm clipping (SPEC §4), without a host-device sync."""
+"""Global gradient-norm clipping, without a host-device sync."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Muon: momentum SGD whose update is orthogonalised by a Newton–Schulz iteration (SPEC §4).
+"""Muon: momentum SGD whose update is orthogonalised by a Newton–Schulz iteration.
 
 For a 2-D weight W with gradient g, Muon keeps a momentum buffer and replaces the update u by the
 nearest semi-orthogonal matrix, roughly U·Vᵀ from u's SVD u = U·S·Vᵀ: every singular direction of

@@ -1,4 +1,5 @@
-"""Learning-rate formulas (SPEC §4): warmup + cosine, warmup–stable–decay; `CosineSchedule`."""
+"""Learning-rate formulas (written out in the optim README): warmup + cosine, warmup–stable–decay;
+`CosineSchedule`."""
 
 from __future__ import annotations
 
