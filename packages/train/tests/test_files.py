@@ -131,3 +131,11 @@ def test_atomic_directory_mode_follows_the_umask(tmp_path):
         os.umask(old)
     mode = stat.S_IMODE((tmp_path / "d").stat().st_mode)
     assert mode == stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o750
+
+
+def test_atomic_directory_through_a_symlink_fills_its_target(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with atomic_directory(tmp_path / "link") as tmp:
+        atomic_write(tmp / "a.txt", "x")
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / "a.txt").read_text() == "x"

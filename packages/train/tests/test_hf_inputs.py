@@ -12,7 +12,11 @@ import errno
 import json
 import os
 import pickle
+import resource
+import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -391,6 +395,27 @@ def test_import_checkpoint_write_failure_names_the_path(hf_dir, tmp_path, capsys
     assert not out.exists() and leftovers(tmp_path / "runs") == []
     monkeypatch.setattr(torch, "save", real_save)
     assert import_main([str(hf_dir), "--out", str(out)]) == 0  # the rerun works
+
+
+def test_import_checkpoint_write_cut_short_by_the_os(hf_dir, tmp_path):
+    """The real failure, not a mock: a file size limit (EFBIG, as a full disk gives ENOSPC) cuts
+    the checkpoint write, which torch reports as `[enforce fail at inline_container.cc]`."""
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))  # tokenizer fits, weights not
+
+    out = tmp_path / "runs" / "imp"
+    code = "import sys; from tinylm.train.hf_cli import import_main; sys.exit(import_main())"
+    argv = [sys.executable, "-c", code, str(hf_dir), "--out", str(out)]
+    proc = subprocess.run(
+        argv, preexec_fn=limit_file_size, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: could not write "), proc.stderr
+    assert str(out / "checkpoints" / "step_0000000.pt") in lines[0]
+    assert not out.exists() and leftovers(tmp_path / "runs") == []
 
 
 def test_import_into_a_non_empty_directory_is_refused(hf_dir, tmp_path, capsys):

@@ -80,6 +80,8 @@ def atomic_directory(path: str | os.PathLike, *, replace_files: bool = False) ->
     is removed and `path` is untouched.
     """
     path = Path(path)
+    if path.is_symlink():  # fill the directory it names, do not replace the link
+        path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:

@@ -220,8 +220,10 @@ def _save_step0(cfg: TrainConfig, state: dict, hf_dir: Path, tmp_path: Path, pat
                     },
                     wallclock=0.0,
                 )
-            except (OSError, RuntimeError) as e:  # torch reports a short write as RuntimeError
+            except (OSError, RuntimeError) as e:
                 cause = e.strerror if isinstance(e, OSError) and e.strerror else one_line(e)
+                if "unexpected pos" in cause:  # torch's words for a write the OS cut short
+                    cause = f"the write stopped short, is the disk full? ({cause})"
                 raise RunFailed(f"could not write {path}: {cause}; nothing was imported") from None
     finally:
         random.setstate(python_rng)
