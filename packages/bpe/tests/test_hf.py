@@ -135,3 +135,17 @@ def test_refuses_other_pipelines_naming_the_field(field, change, tmp_path):
 def test_missing_file_is_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"tokenizer\.json not found"):
         Tokenizer.from_hf(tmp_path)
+
+
+def test_save_hf_with_a_trailing_slash_makes_a_directory(tmp_path):
+    """`save_hf("out/")` once wrote a file named `out`: a trailing slash names a directory."""
+    tok = small_tokenizer()
+    written = tok.save_hf(f"{tmp_path / 'out'}/")
+    assert written == tmp_path / "out" / "tokenizer.json" and (tmp_path / "out").is_dir()
+    assert Tokenizer.from_hf(f"{tmp_path / 'out'}/").vocab == tok.vocab
+    assert tok.save_hf(tmp_path / "out") == written  # an existing directory, no slash
+    assert tok.save_hf(tmp_path / "file.json") == tmp_path / "file.json"  # a file name
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(NotADirectoryError, match="taken exists and is not a directory"):
+        tok.save_hf(f"{tmp_path / 'taken'}/")
+    assert (tmp_path / "taken").read_text() == "x"

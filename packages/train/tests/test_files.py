@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 
 from tinylm.train import atomic_open, atomic_write
+from tinylm.train.files import atomic_directory
 
 
 def test_atomic_write_str_and_bytes(tmp_path):
@@ -73,3 +77,65 @@ def test_save_run_files_when_the_tokenizer_is_the_runs_own(tmp_path):
     save_run_files(cfg, SimpleNamespace(tokenizer_dir=other))
     assert (tok / "vocab.json").read_text() == '{"a": 0}'
     assert (cfg.run_dir / "config.toml").is_file()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_get_the_umask_mode_like_open(umask, tmp_path):
+    """Was 0644 whatever the umask: too open under 077, too closed under 002."""
+    old = os.umask(umask)
+    try:
+        atomic_write(tmp_path / "a.txt", "x")
+        (tmp_path / "plain.txt").write_text("x")  # the oracle: an ordinary open()
+    finally:
+        os.umask(old)
+    expected = stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == expected == 0o666 & ~umask
+
+
+def test_atomic_directory_appears_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "out" / "hf"
+    with pytest.raises(OSError, match="disk full"), atomic_directory(target) as tmp:
+        atomic_write(tmp / "config.json", "{}")
+        raise OSError("disk full")
+    assert not target.exists() and list((tmp_path / "out").iterdir()) == []
+    with atomic_directory(target) as tmp:
+        atomic_write(tmp / "config.json", "{}")
+        assert not target.exists()  # nothing visible until the block ends
+    assert [p.name for p in target.iterdir()] == ["config.json"]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["hf"]
+
+
+def test_atomic_directory_replace_files_keeps_the_others(tmp_path):
+    target = tmp_path / "hf"
+    target.mkdir()
+    (target / "README.md").write_text("mine")
+    (target / "config.json").write_text("old")
+    with pytest.raises(RuntimeError), atomic_directory(target, replace_files=True) as tmp:
+        atomic_write(tmp / "config.json", "new")
+        raise RuntimeError("killed")
+    assert (target / "config.json").read_text() == "old"
+    with atomic_directory(target, replace_files=True) as tmp:
+        atomic_write(tmp / "config.json", "new")
+    assert (target / "config.json").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]
+    assert sorted(p.name for p in target.iterdir()) == ["README.md", "config.json"]
+
+
+def test_atomic_directory_mode_follows_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        with atomic_directory(tmp_path / "d"):
+            pass
+        (tmp_path / "plain").mkdir()
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "d").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o750
+
+
+def test_atomic_directory_through_a_symlink_fills_its_target(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with atomic_directory(tmp_path / "link") as tmp:
+        atomic_write(tmp / "a.txt", "x")
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / "a.txt").read_text() == "x"

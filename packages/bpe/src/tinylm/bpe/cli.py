@@ -33,9 +33,37 @@ def _run(main, argv) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """`--help` shows each option's default, except where there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _out_dir(path: Path) -> None:
+    """Refuse an --out-dir that cannot become a directory before any work is done."""
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise NotADirectoryError(f"--out-dir {path}: {part} is a file, not a directory")
+            return
+
+
+def _not_an_input(output: Path, **inputs: Path) -> None:
+    """Refuse an output that is one of the inputs (the same file, also through a link): the
+    atomic replace would destroy the input."""
+    for name, path in inputs.items():
+        if output.exists() and path.exists() and os.path.samefile(output, path):
+            raise ValueError(f"output {output} is the {name} file {path}; choose another output")
+
+
 def _train(argv: list[str] | None) -> None:
     parser = argparse.ArgumentParser(
-        prog="bpe-train", description="Train a byte-level BPE tokenizer on a UTF-8 text file."
+        prog="bpe-train",
+        description="Train a byte-level BPE tokenizer on a UTF-8 text file.",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("input", type=Path, help="training text (UTF-8)")
     parser.add_argument("--vocab-size", type=int, required=True, help="including special tokens")
@@ -44,18 +72,22 @@ def _train(argv: list[str] | None) -> None:
         nargs="*",
         default=DEFAULT_SPECIAL_TOKENS,
         metavar="TOKEN",
-        help="default: <|endoftext|>",
+        help="special tokens, given ids after the merged tokens",
     )
     parser.add_argument("--out-dir", type=Path, required=True, help="gets vocab.json, merges.txt")
-    parser.add_argument("--num-workers", type=int, default=None, help="default: all cores")
+    parser.add_argument("--num-workers", type=int, default=None, help="(default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.add_argument(
         "--errors",
         choices=("strict", "replace"),
         default="strict",
-        help="invalid UTF-8: strict = error naming the byte offset (default), replace = U+FFFD",
+        help="invalid UTF-8: strict = error naming the byte offset, replace = U+FFFD",
     )
     args = parser.parse_args(argv)
+    _out_dir(args.out_dir)
+    vocab_path, merges_path = args.out_dir / "vocab.json", args.out_dir / "merges.txt"
+    _not_an_input(vocab_path, input=args.input)
+    _not_an_input(merges_path, input=args.input)
 
     start = time.perf_counter()
     vocab, merges = train_bpe(
@@ -69,7 +101,6 @@ def _train(argv: list[str] | None) -> None:
     elapsed = time.perf_counter() - start
     args.out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = Tokenizer(vocab, merges, args.special_tokens)
-    vocab_path, merges_path = args.out_dir / "vocab.json", args.out_dir / "merges.txt"
     tokenizer.save(vocab_path, merges_path)
 
     special = set(tokenizer.special_tokens)
@@ -87,7 +118,9 @@ def _train(argv: list[str] | None) -> None:
 
 def _encode(argv: list[str] | None) -> None:
     parser = argparse.ArgumentParser(
-        prog="bpe-encode", description="Encode a UTF-8 text file to a .npy array of token ids."
+        prog="bpe-encode",
+        description="Encode a UTF-8 text file to a .npy array of token ids.",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--vocab", type=Path, required=True, help="vocab.json")
     parser.add_argument("--merges", type=Path, required=True, help="merges.txt")
@@ -96,13 +129,14 @@ def _encode(argv: list[str] | None) -> None:
         nargs="*",
         default=DEFAULT_SPECIAL_TOKENS,
         metavar="TOKEN",
-        help="default: <|endoftext|>",
+        help="special tokens, as given to bpe-train",
     )
     parser.add_argument("input", type=Path, help="text to encode (UTF-8)")
     parser.add_argument("output", type=Path, help="destination .npy")
-    parser.add_argument("--num-workers", type=int, default=None, help="default: all cores")
+    parser.add_argument("--num-workers", type=int, default=None, help="(default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
+    _not_an_input(args.output, input=args.input, vocab=args.vocab, merges=args.merges)
 
     tokenizer = Tokenizer.from_files(args.vocab, args.merges, args.special_tokens)
     start = time.perf_counter()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tinylm.bpe.files import new_file_mode
 from tinylm.bpe.pretokenize import (
     check_input_file,
     plan_chunks,
@@ -123,6 +124,7 @@ def encode_file(
                     bar.update(end - start)
             out.seek(0)
             out.write(_npy_header(dtype, n_bytes // dtype.itemsize))
+            os.fchmod(out.fileno(), new_file_mode())  # mkstemp's 0600 -> what open() gives
         os.replace(tmp_path, dst)
         tmp_path = None
     finally:

@@ -119,15 +119,38 @@ def save_vocab_and_merges(
         f.write("#version: 0.2\n" + merge_lines)
 
 
+def new_file_mode() -> int:
+    """The mode `open()` gives a new file under this process's umask (0o644 under 022).
+
+    mkstemp creates its files 0600 whatever the umask; a published output should read like any
+    other file. Linux shows the umask in /proc (no change to process state); elsewhere it is
+    read by setting and restoring it.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temp file next to `path`; on success rename it over `path`, on error delete it."""
+    """Open a temp file next to `path`; on success rename it over `path`, on error delete it.
+
+    The file gets the mode an ordinary `open()` would give it (`new_file_mode`).
+    """
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding) as f:
             yield f
+            os.fchmod(f.fileno(), new_file_mode())
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

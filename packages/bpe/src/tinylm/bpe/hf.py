@@ -29,9 +29,11 @@ _BYTE_LEVEL = {"add_prefix_space": False, "trim_offsets": True, "use_regex": Tru
 
 
 def tokenizer_json_path(path: str | os.PathLike) -> Path:
-    """`path` itself, or `path/tokenizer.json` when `path` is a directory."""
-    path = Path(path)
-    return path / "tokenizer.json" if path.is_dir() else path
+    """`path` itself, or `path/tokenizer.json` when `path` is a directory or ends with a slash
+    (the way to name a directory that does not exist yet)."""
+    is_dir = os.fspath(path).endswith(("/", os.sep))
+    path = Path(path)  # drops the trailing slash
+    return path / "tokenizer.json" if is_dir or path.is_dir() else path
 
 
 def hf_tokenizer_dict(
@@ -94,8 +96,14 @@ def write_hf_tokenizer(
     special_ids: dict[str, int],
     path: str | os.PathLike,
 ) -> Path:
-    """Write `tokenizer.json` atomically (into `path` if it is a directory); return the file."""
+    """Write `tokenizer.json` atomically (into `path` if it is a directory or ends with a slash,
+    creating it); return the file."""
     target = tokenizer_json_path(path)
+    if target != Path(path):
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise NotADirectoryError(f"{target.parent} exists and is not a directory") from None
     with atomic_write(target, "w") as f:
         json.dump(hf_tokenizer_dict(vocab, merges, special_ids), f, ensure_ascii=False, indent=1)
         f.write("\n")

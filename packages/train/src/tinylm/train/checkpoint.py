@@ -35,6 +35,7 @@ __all__ = [
     "UnsafeCheckpoint",
     "capture_rng_state",
     "load_checkpoint",
+    "load_weights_only",
     "read_checkpoint",
     "restore_rng_state",
     "save_checkpoint",
@@ -161,26 +162,44 @@ def read_checkpoint(src: str | os.PathLike | IO[bytes]) -> dict[str, Any]:
     name = str(src) if isinstance(src, str | os.PathLike) else getattr(src, "name", "<file object>")
     if isinstance(src, str | os.PathLike) and not Path(src).is_file():
         raise FileNotFoundError(f"checkpoint not found: {src}")
+    payload = load_weights_only(src)
+    if not isinstance(payload, dict) or "model" not in payload or "iteration" not in payload:
+        raise ValueError(f"{name} is not a tinylm checkpoint (no 'model'/'iteration' entries)")
+    return payload
+
+
+def load_weights_only(
+    src: str | os.PathLike | IO[bytes],
+    *,
+    kind: str = "checkpoint",
+    advice: str = "Use only checkpoints written by train-lm or save_checkpoint",
+) -> Any:
+    """`torch.load(src, weights_only=True)` onto the CPU, every failure one ValueError line.
+
+    A pickle that would import or call code raises UnsafeCheckpoint ("refused for safety",
+    `advice` after it; never torch's hint to turn weights_only off), anything else unreadable
+    ValueError("<kind> <name> is corrupt or truncated (...)"). Also for other .pt/.bin files
+    (`import-hf` reads pytorch_model.bin through it, with its own `kind` and `advice`).
+    """
+    name = str(src) if isinstance(src, str | os.PathLike) else getattr(src, "name", "<file object>")
     try:
         with warnings.catch_warnings():  # e.g. "pickle protocol 4": noise beside the real error
             warnings.simplefilter("ignore")
-            payload = torch.load(src, map_location="cpu", weights_only=True)
+            return torch.load(src, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = _UNSAFE.search(str(e)) or _code_opcodes(src)
         if found:
             raise UnsafeCheckpoint(
-                f"checkpoint {name} holds Python objects other than tensors ({found.group(1)}); "
-                "it was refused for safety and nothing in it was run. Use only checkpoints "
-                "written by train-lm or save_checkpoint"
+                f"{kind} {name} holds Python objects other than tensors ({found.group(1)}); "
+                f"it was refused for safety and nothing in it was run. {advice}"
             ) from None
-        raise ValueError(
-            f"checkpoint {name} is corrupt or truncated (not a readable pickle)"
-        ) from None
+        raise ValueError(f"{kind} {name} is corrupt or truncated (not a readable pickle)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        raise ValueError(f"checkpoint {name} is corrupt or truncated ({_reason(e)})") from None
-    if not isinstance(payload, dict) or "model" not in payload or "iteration" not in payload:
-        raise ValueError(f"{name} is not a tinylm checkpoint (no 'model'/'iteration' entries)")
-    return payload
+        raise ValueError(f"{kind} {name} is corrupt or truncated ({_reason(e)})") from None
+    except Exception as e:
+        # Garbage that starts like a pickle trips the weights_only unpickler in any way
+        # (struct.error, KeyError, ...); it runs no code, so every other failure is the file's.
+        raise ValueError(f"{kind} {name} is corrupt or truncated ({_reason(e)})") from None
 
 
 def _code_opcodes(src) -> re.Match | None:

@@ -34,6 +34,7 @@ __all__ = [
     "interleave_rows",
     "key_map",
     "llama_config_dict",
+    "llama_weight_shapes",
     "model_config_from_dict",
     "model_config_from_llama",
     "rotate_half_rows",
@@ -165,6 +166,30 @@ def llama_config_dict(
     }
 
 
+# config.json's sizes: positive integers, checked before anything is sized from them.
+_LLAMA_SIZES = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "max_position_embeddings",
+)
+# The RoPE tables hold every position (float64 while built): 2**24 positions at head_dim 128
+# is 8 GiB already, and no released Llama claims more.
+MAX_CONTEXT = 2**24
+
+
+def _check_size(hf: dict[str, Any], key: str, *, required: bool) -> None:
+    value = hf.get(key)
+    if value is None and not required:
+        return
+    if key not in hf:
+        raise ValueError(f"config.json: {key} is missing; a Llama config.json has it")
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"config.json: {key} is {value!r}; it must be a positive integer")
+
+
 def model_config_from_llama(hf: dict[str, Any], *, rms_norm_eps: float) -> tuple[dict, int]:
     """(ModelConfig fields, num_key_value_heads) of a Llama `config.json`, or one-line refusal.
 
@@ -175,9 +200,34 @@ def model_config_from_llama(hf: dict[str, Any], *, rms_norm_eps: float) -> tuple
     kind = hf.get("model_type")
     if kind != "llama":
         raise ValueError(f"config.json: model_type is {kind!r}; import-hf reads only 'llama'")
+    for key in _LLAMA_SIZES:
+        _check_size(hf, key, required=True)
+    for key in ("num_key_value_heads", "head_dim"):
+        _check_size(hf, key, required=False)
     heads = hf["num_attention_heads"]
     hidden = hf["hidden_size"]
     kv_heads = hf.get("num_key_value_heads") or heads
+    if hidden % heads:
+        raise ValueError(
+            f"config.json: hidden_size {hidden} is not a multiple of num_attention_heads {heads}; "
+            "tinylm needs head_dim = hidden_size / num_attention_heads, cannot import"
+        )
+    if hf.get("head_dim") not in (None, hidden // heads):
+        raise ValueError(
+            f"config.json: head_dim is {hf['head_dim']} but hidden_size / num_attention_heads is "
+            f"{hidden} / {heads} = {hidden // heads}; tinylm needs them equal, cannot import"
+        )
+    if hf["max_position_embeddings"] > MAX_CONTEXT:
+        raise ValueError(
+            f"config.json: max_position_embeddings is {hf['max_position_embeddings']}; tinylm "
+            f"precomputes RoPE tables for every position and imports at most {MAX_CONTEXT}"
+        )
+    for key in ("rope_parameters", "rope_scaling"):
+        if hf.get(key) is not None and not isinstance(hf[key], dict):
+            raise ValueError(f"config.json: {key} is {hf[key]!r}, not an object")
+    eps = hf.get("rms_norm_eps", 1e-6)
+    if isinstance(eps, bool) or not isinstance(eps, int | float):
+        raise ValueError(f"config.json: rms_norm_eps is {eps!r}; it must be a number")
     rope = hf.get("rope_parameters") or {}
     scaling = hf.get("rope_scaling")
     # transformers 5 writes rope_parameters, 4.x rope_scaling (null unless scaled)
@@ -190,7 +240,6 @@ def model_config_from_llama(hf: dict[str, Any], *, rms_norm_eps: float) -> tuple
         ("attention_bias", bool(hf.get("attention_bias", False)), False),
         ("mlp_bias", bool(hf.get("mlp_bias", False)), False),
         ("rope_scaling", None if rope_type == "default" else rope_type, None),
-        ("head_dim", hf.get("head_dim") or hidden // heads, hidden // heads),
         ("num_key_value_heads divides num_attention_heads", heads % kv_heads == 0, True),
     ]
     for name, value, wanted in checks:
@@ -198,13 +247,14 @@ def model_config_from_llama(hf: dict[str, Any], *, rms_norm_eps: float) -> tuple
             raise ValueError(
                 f"config.json: {name} is {value!r}; tinylm has only {wanted!r}, cannot import"
             )
-    eps = hf.get("rms_norm_eps", 1e-6)
     if abs(eps - rms_norm_eps) > 1e-12:
         raise ValueError(
             f"config.json: rms_norm_eps is {eps!r}; tinylm's RMSNorm uses {rms_norm_eps!r}, "
             "cannot import"
         )
     theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
+    if isinstance(theta, bool) or not isinstance(theta, int | float) or not theta > 0:
+        raise ValueError(f"config.json: rope_theta is {theta!r}; it must be a number > 0")
     fields = {
         "vocab_size": hf["vocab_size"],
         "context_length": hf["max_position_embeddings"],
@@ -262,6 +312,36 @@ def to_hf_state_dict(
     return out
 
 
+def llama_weight_shapes(config: ModelConfig, num_kv_heads: int | None = None) -> dict:
+    """HF key -> (shape, what config.json sizes it) of a Llama with `config`'s dimensions.
+
+    Plain arithmetic on the config (no tensor is made), so the weights can be checked against
+    config.json before a model of that size is allocated.
+    """
+    d, vocab, ff = config.d_model, config.vocab_size, config.d_ff
+    q_rows = config.num_heads * config.head_dim
+    kv_rows = (num_kv_heads or config.num_heads) * config.head_dim
+    layer = {
+        "self_attn.q_proj.weight": ((q_rows, d), "num_attention_heads*head_dim x hidden_size"),
+        "self_attn.k_proj.weight": ((kv_rows, d), "num_key_value_heads*head_dim x hidden_size"),
+        "self_attn.v_proj.weight": ((kv_rows, d), "num_key_value_heads*head_dim x hidden_size"),
+        "self_attn.o_proj.weight": ((d, q_rows), "hidden_size x num_attention_heads*head_dim"),
+        "mlp.gate_proj.weight": ((ff, d), "intermediate_size x hidden_size"),
+        "mlp.up_proj.weight": ((ff, d), "intermediate_size x hidden_size"),
+        "mlp.down_proj.weight": ((d, ff), "hidden_size x intermediate_size"),
+        "input_layernorm.weight": ((d,), "hidden_size"),
+        "post_attention_layernorm.weight": ((d,), "hidden_size"),
+    }
+    shapes = {
+        "model.embed_tokens.weight": ((vocab, d), "vocab_size x hidden_size"),
+        "model.norm.weight": ((d,), "hidden_size"),
+        "lm_head.weight": ((vocab, d), "vocab_size x hidden_size"),
+    }
+    for i in range(config.num_layers):
+        shapes.update({f"model.layers.{i}.{key}": value for key, value in layer.items()})
+    return shapes
+
+
 def from_hf_state_dict(
     tensors: dict[str, torch.Tensor], config: ModelConfig, num_kv_heads: int | None = None
 ) -> dict[str, torch.Tensor]:
@@ -277,12 +357,20 @@ def from_hf_state_dict(
     unknown = sorted(set(tensors) - set(keys.values()))
     if unknown:
         raise ValueError(f"weight {unknown[0]!r} has no tinylm counterpart; cannot import")
-    state = {}
-    for ours, theirs in keys.items():
+    shapes = llama_weight_shapes(config, kv_heads)
+    for theirs in keys.values():  # every check before any tensor is converted or copied
         tensor = tensors.get(theirs)
         if tensor is None:
             raise ValueError(f"the weights lack {theirs!r}")
-        tensor = tensor.to(torch.float32)
+        expected, sized_by = shapes[theirs]
+        if tuple(tensor.shape) != expected:
+            raise ValueError(
+                f"weight {theirs!r} has shape {list(tensor.shape)}, but config.json's "
+                f"{sized_by} is {list(expected)}; cannot import"
+            )
+    state = {}
+    for ours, theirs in keys.items():
+        tensor = tensors[theirs].to(torch.float32)
         if ours.endswith(("attn.k_proj.weight", "attn.v_proj.weight")) and group > 1:
             tensor = rearrange(tensor, "(kv d) i -> kv d i", kv=kv_heads)
             tensor = tensor.repeat_interleave(group, dim=0).flatten(0, 1)

@@ -32,7 +32,8 @@ from tinylm.bpe import Tokenizer
 from tinylm.nn import RMSNorm, TransformerLM
 from tinylm.train.checkpoint import read_checkpoint, save_checkpoint
 from tinylm.train.config import TrainConfig, load_config
-from tinylm.train.errors import run_cli
+from tinylm.train.errors import RunFailed, one_line, run_cli
+from tinylm.train.files import atomic_directory
 from tinylm.train.hf import (
     NOT_ARCHITECTURE,
     check_llama_expressible,
@@ -112,17 +113,22 @@ def export_hf(
         )
     eos = special_ids(tokenizer).get(specials[0]) if specials else None
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     dtype = str(tensors["model.embed_tokens.weight"].dtype).removeprefix("torch.")
-    write_json(
-        out_dir / "config.json",
-        llama_config_dict(
-            config, rms_norm_eps=norms[0], bos_token_id=eos, eos_token_id=eos, dtype=dtype
-        ),
+    # Written into a temporary directory beside --out that becomes --out at the end: a failed
+    # write (disk full, a kill) leaves --out as it was, and a rerun needs no --force.
+    llama = llama_config_dict(
+        config, rms_norm_eps=norms[0], bos_token_id=eos, eos_token_id=eos, dtype=dtype
     )
-    save_safetensors(tensors, out_dir / "model.safetensors", metadata={"format": "pt"})
-    write_json(out_dir / "generation_config.json", generation_config(raw.get("sample", {}), eos))
-    save_hf_tokenizer(tokenizer, specials, config.context_length, out_dir)
+    try:
+        with atomic_directory(out_dir, replace_files=force) as tmp:
+            write_json(tmp / "config.json", llama)
+            save_safetensors(tensors, tmp / "model.safetensors", metadata={"format": "pt"})
+            generation = generation_config(raw.get("sample", {}), eos)
+            write_json(tmp / "generation_config.json", generation)
+            save_hf_tokenizer(tokenizer, specials, config.context_length, tmp)
+    except OSError as e:
+        untouched = "left as it was" if out_dir.exists() else "not created"
+        raise RunFailed(f"could not write {out_dir}: {e.strerror or e}; it was {untouched}") from e
     return out_dir
 
 
@@ -154,6 +160,8 @@ def import_hf(hf_dir: str | Path, run_dir: str | Path) -> Path:
         raise FileNotFoundError(f"no config.json in {hf_dir}")
     if find_checkpoints(run_dir) or (run_dir / "config.toml").exists():
         raise ValueError(f"{run_dir} already holds a run; choose another --out")
+    if run_dir.exists() and not (run_dir.is_dir() and not any(run_dir.iterdir())):
+        raise ValueError(f"--out {run_dir} exists and is not an empty directory; choose another")
     try:
         hf_config = json.loads(config_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -170,36 +178,56 @@ def import_hf(hf_dir: str | Path, run_dir: str | Path) -> Path:
     cfg = _imported_config(fields, specials, run_dir, hf_dir)
     state = from_hf_state_dict(load_hf_weights(hf_dir), cfg.model, kv_heads)
 
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    # tokenizer/ is what `generate` reads; data/tokenizer/ is data.tokenizer_dir, which train-lm
-    # copies over tokenizer/ at start (it cannot copy a directory onto itself).
-    for directory in (run_dir / "tokenizer", run_dir / "data" / "tokenizer"):
-        directory.mkdir(parents=True, exist_ok=True)
-        tokenizer.save(directory / "vocab.json", directory / "merges.txt")
     path = run_dir / "checkpoints" / f"step_{0:07d}.pt"
-    python_rng, numpy_rng = random.getstate(), np.random.get_state()
-    # A fresh run's model, optimizer and schedule (seeded as train-lm seeds them), then our
-    # weights: the checkpoint is what train-lm would have written before its first step.
-    with torch.random.fork_rng(devices=[]):
-        model, optimizer, schedule = build_model_and_optimizer(cfg, torch.device("cpu"))
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as e:
-            raise ValueError(f"{hf_dir}: weights do not fit: {str(e).splitlines()[0]}") from None
-        save_checkpoint(
-            model,
-            optimizer,
-            0,
-            path,
-            scheduler=schedule,
-            config=cfg.to_dict(),
-            data={"tokens": 0, "step": 0, "seed": cfg.train.seed, "imported_from": str(hf_dir)},
-            wallclock=0.0,
-        )
-    random.setstate(python_rng)
-    np.random.set_state(numpy_rng)
-    cfg.save(run_dir / "config.toml")
+    # Built in a temporary directory beside --out that becomes --out at the end: a failure
+    # leaves no half run (checkpoints/ without config.toml) that a rerun would refuse.
+    with atomic_directory(run_dir) as tmp:
+        # tokenizer/ is what `generate` reads; data/tokenizer/ is data.tokenizer_dir, which
+        # train-lm copies over tokenizer/ at start (it cannot copy a directory onto itself).
+        for directory in (tmp / "tokenizer", tmp / "data" / "tokenizer"):
+            directory.mkdir(parents=True)
+            tokenizer.save(directory / "vocab.json", directory / "merges.txt")
+        (tmp / "checkpoints").mkdir()
+        _save_step0(cfg, state, hf_dir, tmp / "checkpoints" / path.name, path)
+        cfg.save(tmp / "config.toml")
     return path
+
+
+def _save_step0(cfg: TrainConfig, state: dict, hf_dir: Path, tmp_path: Path, path: Path) -> None:
+    """A fresh run's model, optimizer and schedule (seeded as train-lm seeds them), then the
+    imported weights: the checkpoint train-lm would have written before its first step."""
+    python_rng, numpy_rng = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            model, optimizer, schedule = build_model_and_optimizer(cfg, torch.device("cpu"))
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as e:
+                raise ValueError(f"{hf_dir}: weights do not fit: {one_line(e)}") from None
+            try:
+                save_checkpoint(
+                    model,
+                    optimizer,
+                    0,
+                    tmp_path,
+                    scheduler=schedule,
+                    config=cfg.to_dict(),
+                    data={
+                        "tokens": 0,
+                        "step": 0,
+                        "seed": cfg.train.seed,
+                        "imported_from": str(hf_dir),
+                    },
+                    wallclock=0.0,
+                )
+            except (OSError, RuntimeError) as e:
+                cause = e.strerror if isinstance(e, OSError) and e.strerror else one_line(e)
+                if "unexpected pos" in cause:  # torch's words for a write the OS cut short
+                    cause = f"the write stopped short, is the disk full? ({cause})"
+                raise RunFailed(f"could not write {path}: {cause}; nothing was imported") from None
+    finally:
+        random.setstate(python_rng)
+        np.random.set_state(numpy_rng)
 
 
 def _eos_first(tokenizer: Tokenizer, eos_id) -> list[str]:
@@ -236,14 +264,27 @@ def _imported_config(fields: dict, specials: list[str], run_dir: Path, hf_dir: P
 # -- command lines ---------------------------------------------------------------------------
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """`--help` shows each option's default, except where there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def export_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="export-hf", description="Write a tinylm run as a Hugging Face LlamaForCausalLM."
+        prog="export-hf",
+        description="Write a tinylm run as a Hugging Face LlamaForCausalLM.",
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("--run", required=True, type=Path, help="run directory (holds checkpoints/)")
     p.add_argument("--out", required=True, type=Path, help="output directory")
-    p.add_argument("--checkpoint", type=Path, default=None, help="default: the run's newest")
-    p.add_argument("--force", action="store_true", help="overwrite files in a non-empty --out")
+    p.add_argument("--checkpoint", type=Path, default=None, help="(default: the run's newest)")
+    p.add_argument(
+        "--force", action="store_true", help="replace the exported files in a non-empty --out"
+    )
     args = p.parse_args(argv)
 
     def body() -> None:
@@ -255,7 +296,9 @@ def export_main(argv: list[str] | None = None) -> int:
 
 def import_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="import-hf", description="Load a Hugging Face Llama directory as a tinylm run."
+        prog="import-hf",
+        description="Load a Hugging Face Llama directory as a tinylm run.",
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("hf_dir", type=Path, help="directory with config.json, model.safetensors")
     p.add_argument("--out", required=True, type=Path, help="new run directory")

@@ -7,20 +7,25 @@
 The safetensors format is written and read here from scratch (an 8-byte little-endian header
 length, a JSON header of name -> dtype/shape/byte range, then the raw bytes), so exporting needs
 no extra dependency; the tests check it against the `safetensors` library. Every file is written
-atomically (`tinylm.train.files.atomic_open`). What the tensors and config.json mean is `hf`.
+atomically (`tinylm.train.files.atomic_open`). Reading trusts nothing: a safetensors header is
+checked against the file's size before a byte of data is read, shards of an index stay inside
+its directory and must be regular files, and pytorch_model.bin (a pickle) goes through the
+checkpoint loader's weights_only refusal. What the tensors and config.json mean is `hf`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import struct
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
 
 from tinylm.bpe import Tokenizer
+from tinylm.train.checkpoint import load_weights_only
 from tinylm.train.files import atomic_open
 from tinylm.train.prepare import load_tokenizer
 
@@ -84,41 +89,137 @@ def save_safetensors(
 
 
 def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read every tensor of a .safetensors file onto the CPU."""
-    raw = Path(path).read_bytes()
-    try:
-        (length,) = struct.unpack("<Q", raw[:8])
-        header = json.loads(raw[8 : 8 + length])
-        base = 8 + length
+    """Read every tensor of a .safetensors file onto the CPU.
+
+    The file must be a regular file (not a device or pipe that never ends), and the header is
+    checked against the file's size before any tensor is read: each tensor's byte range lies in
+    the data and matches its dtype and shape. So a damaged or hostile file costs at most its own
+    size in memory, and fails with one ValueError line naming it.
+    """
+    path = Path(path)
+    try:  # non-blocking: opening a FIFO must not wait for a writer
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read ({e.strerror or e})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise ValueError(f"{path} is not a regular file; safetensors weights are files")
+    with os.fdopen(fd, "rb") as f:
+        header, base = _safetensors_header(f, path, info.st_size)
         out = {}
-        for name, info in header.items():
-            if name == "__metadata__":
-                continue
-            start, end = info["data_offsets"]
-            dtype = _TORCH_DTYPES[info["dtype"]]
-            buffer = bytearray(raw[base + start : base + end])
+        for name, (dtype, shape, start, end) in header.items():
+            buffer = bytearray(end - start)
+            f.seek(base + start)
+            if f.readinto(buffer) != len(buffer):
+                raise ValueError(f"{path} is truncated (tensor {name!r})")
             flat = torch.frombuffer(buffer, dtype=dtype) if buffer else torch.empty(0, dtype=dtype)
-            out[name] = flat.reshape(info["shape"])
-    except (struct.error, ValueError, KeyError, TypeError, RuntimeError) as e:
-        raise ValueError(f"{path} is not a readable safetensors file ({e})") from None
+            out[name] = flat.reshape(shape)
     return out
+
+
+_MAX_HEADER = 100_000_000  # the safetensors library's own limit on the JSON header
+
+
+def _safetensors_header(f, path: Path, size: int) -> tuple[dict[str, tuple], int]:
+    """{name: (dtype, shape, start, end)} and the data's offset, each range checked."""
+
+    def bad(reason: str) -> ValueError:
+        return ValueError(f"{path} is not a readable safetensors file ({reason})")
+
+    if size < 8:
+        raise bad(f"{size} bytes, shorter than the 8-byte header length")
+    (length,) = struct.unpack("<Q", f.read(8))
+    if length > min(size - 8, _MAX_HEADER):
+        raise bad(f"header length {length} but the file has {size} bytes")
+    try:
+        raw = json.loads(f.read(length))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise bad(f"header is not JSON: {e}") from None
+    if not isinstance(raw, dict):
+        raise bad("header is not a JSON object")
+    data_size = size - 8 - length
+    header = {}
+    for name, entry in raw.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype = _TORCH_DTYPES[entry["dtype"]]
+            shape, (start, end) = list(entry["shape"]), entry["data_offsets"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise bad(f"tensor {name!r}: no valid dtype/shape/data_offsets ({e!r})") from None
+        if not all(_is_size(n) for n in (*shape, start, end)):
+            raise bad(f"tensor {name!r}: shape {shape} / data_offsets must be integers >= 0")
+        numel = 1
+        for n in shape:
+            numel *= n
+        itemsize = torch.empty(0, dtype=dtype).element_size()
+        if not 0 <= start <= end <= data_size or end - start != numel * itemsize:
+            raise bad(
+                f"tensor {name!r} ({entry['dtype']} {shape}) claims bytes {start}..{end} of "
+                f"{data_size}"
+            )
+        header[name] = (dtype, shape, start, end)
+    return header, 8 + length
+
+
+def _is_size(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def load_hf_weights(hf_dir: Path) -> dict[str, torch.Tensor]:
     """All tensors of model.safetensors, a sharded index of them, or pytorch_model.bin."""
     single = hf_dir / "model.safetensors"
     index = hf_dir / "model.safetensors.index.json"
-    if single.is_file():
+    if single.exists():
         return load_safetensors(single)
-    if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    if index.exists():
         tensors = {}
-        for shard in shards:
-            tensors.update(load_safetensors(hf_dir / shard))
+        for shard in _shard_paths(index):
+            tensors.update(load_safetensors(shard))
         return tensors
-    if (hf_dir / "pytorch_model.bin").is_file():
-        return torch.load(hf_dir / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    if (hf_dir / "pytorch_model.bin").exists():
+        # A pickle: read with weights_only, refused (not run) if it would import or call code.
+        bin_path = hf_dir / "pytorch_model.bin"
+        state = load_weights_only(
+            bin_path,
+            kind="weights file",
+            advice="Import weights saved as model.safetensors, or as tensors only",
+        )
+        if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+        ):
+            raise ValueError(f"{bin_path} is not a state dict (names -> tensors)")
+        return state
     raise FileNotFoundError(f"no model.safetensors (or pytorch_model.bin) in {hf_dir}")
+
+
+def _shard_paths(index: Path) -> list[Path]:
+    """The shard files a model.safetensors.index.json names, each confined to its directory.
+
+    A shard is a file name (subfolders allowed) inside the index's directory: no absolute paths,
+    no `..`; the file itself may be a symlink (the Hugging Face cache links into its blobs/),
+    as long as it leads to a regular file, which `load_safetensors` checks.
+    """
+    try:
+        raw = json.loads(index.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{index} is not valid JSON ({e})") from None
+    weight_map = raw.get("weight_map") if isinstance(raw, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise ValueError(f"{index}: 'weight_map' must map tensor names to shard file names")
+    paths = []
+    for shard in sorted(set(weight_map.values())):
+        parts = PurePosixPath(shard).parts
+        if not parts or PurePosixPath(shard).is_absolute() or "\\" in shard or ".." in parts:
+            raise ValueError(
+                f"{index} names shard {shard!r}; shards must be files inside {index.parent}"
+            )
+        path = index.parent.joinpath(*parts)
+        if not path.exists():
+            raise FileNotFoundError(f"{index} names shard {shard!r}, which does not exist")
+        paths.append(path)
+    return paths
 
 
 def write_json(path: str | os.PathLike, value: Any) -> None:
