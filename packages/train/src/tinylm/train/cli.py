@@ -7,8 +7,8 @@
     torchrun --nproc_per_node=4 -m tinylm.train.cli --config big.toml   # DDP
 
 Exit status: 0 done, 2 bad input (one `error: ...` line, before any work), 1 the run failed
-(diverged, I/O error; the line names the last good checkpoint), 130/143 interrupted by
-SIGINT/SIGTERM (after writing a checkpoint, if training had started). See errors.py.
+(diverged, I/O error; the line names the last good checkpoint), 130/143/129 interrupted by
+SIGINT/SIGTERM/SIGHUP (after writing a checkpoint, if training had started). See errors.py.
 """
 
 from __future__ import annotations
