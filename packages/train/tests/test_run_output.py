@@ -4,7 +4,9 @@ Runs are tiny (1 layer, d_model 32, a few steps on pre-encoded random ids) and i
 depends on a terminal or on timing (isatty and the peak are injected).
 """
 
+import json
 import os
+import re
 import signal
 
 import numpy as np
@@ -12,7 +14,7 @@ import pytest
 
 import tinylm.train.loop as loop_module
 import tinylm.train.setup as train_setup
-from tinylm.train import find_checkpoints, load_config
+from tinylm.train import MetricsLog, find_checkpoints, load_config
 from tinylm.train.cli import main as train_main
 
 VOCAB = 512
@@ -92,3 +94,87 @@ def test_sighup_during_setup_is_one_line_and_129(tokens, tmp_path, capsys, monke
     monkeypatch.setattr(train_setup, "prepare_data", prepare_then_sighup)
     assert train_main(_argv(tokens, tmp_path)) == 129
     assert "interrupted by SIGHUP during setup" in _one_error_line(capsys)
+
+
+# 3.7 train loss at eval steps, strict JSON -----------------------------------------------------
+def _strict_records(path):
+    """metrics.jsonl through a strict parser: NaN/Infinity are not JSON (RFC 8259)."""
+
+    def refuse(name):
+        raise AssertionError(f"{path} holds a bare {name}")
+
+    return [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines()]
+
+
+def test_eval_steps_off_the_log_interval_report_the_mean_since_the_last_report(
+    tokens, tmp_path, capsys
+):
+    # The oracle: the same run logged at every step (logging does not change the training).
+    every = [*_argv(tokens, tmp_path, "every", 10), "--train.log_interval", "1"]
+    assert train_main(every) == 0
+    per_step = {
+        r["step"]: r["train_loss"] for r in _strict_records(tmp_path / "every" / "metrics.jsonl")
+    }
+    # Eval every 3 steps, log every 4: the eval at step 3 comes before any log step (it printed
+    # `train loss nan`), those at 6 and 9 between two.
+    capsys.readouterr()
+    argv = [*_argv(tokens, tmp_path, "ev", 10), "--eval.interval", "3", "--train.log_interval", "4"]
+    assert train_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "nan" not in out, out
+    assert re.search(r"step 3: train loss \d+\.\d+, val loss \d+\.\d+", out), out
+    records = _strict_records(tmp_path / "ev" / "metrics.jsonl")
+    assert [r["step"] for r in records] == [3, 4, 6, 8, 9, 10]
+    previous = 0
+    for record in records:
+        step = record["step"]
+        expected = sum(per_step[s] for s in range(previous + 1, step + 1)) / (step - previous)
+        assert record["train_loss"] == pytest.approx(expected, rel=1e-5), step
+        previous = step
+
+
+def test_metrics_lines_are_strict_json(tmp_path):
+    log = MetricsLog(tmp_path / "m.jsonl")
+    log.write({"step": 1, "train_loss": float("nan"), "val_loss": None, "mfu": float("inf")})
+    (record,) = _strict_records(tmp_path / "m.jsonl")
+    assert record == {"step": 1, "train_loss": None, "val_loss": None, "mfu": None}
+
+
+# 3.9 a lock that is a directory, a damaged metrics.jsonl ---------------------------------------
+def test_lock_that_is_a_directory_is_bad_input(tokens, tmp_path, capsys):
+    (tmp_path / "locked" / ".lock").mkdir(parents=True)
+    assert train_main(_argv(tokens, tmp_path, "locked")) == 2
+    err = _one_error_line(capsys)
+    assert f"{tmp_path / 'locked' / '.lock'} is a directory" in err
+    assert "IsADirectoryError" not in err and "Errno" not in err
+
+
+DAMAGE = {
+    "list": b"[1, 2, 3]\n",
+    "string loss": b'{"step": 5, "train_loss": "4.2"}\n',
+    "non-utf8": b'{"step": 5, "train_loss": 4.2\xff}\n',
+    "string step": b'{"step": "5", "train_loss": 4.2}\n',
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_damaged_metrics_line_is_skipped_with_a_warning(tokens, tmp_path, capsys, damage):
+    assert train_main(_argv(tokens, tmp_path, "dm", 4)) == 0
+    metrics = tmp_path / "dm" / "metrics.jsonl"
+    lines = metrics.read_bytes().splitlines(keepends=True)
+    metrics.write_bytes(lines[0] + DAMAGE[damage] + b"".join(lines[1:]))
+    capsys.readouterr()
+    assert train_main([*_argv(tokens, tmp_path, "dm", 8), "--resume"]) == 0  # resume still works
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"warning: {metrics} line 2: "), err
+    assert err[0].endswith("; skipped")
+    steps = [r["step"] for r in _strict_records(metrics)]
+    assert steps == [2, 4, 6, 8]  # the damaged line is gone, the rest continues
+
+
+def test_damaged_metrics_line_in_the_reader(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(b'{"step": 1, "train_loss": 3.0}\n' + b"".join(DAMAGE.values()))
+    warnings = []
+    assert MetricsLog(path, warn=warnings.append).read() == [{"step": 1, "train_loss": 3.0}]
+    assert [w.split(":")[1].strip() for w in warnings] == [f"{path} line {n}" for n in (2, 3, 4, 5)]

@@ -248,16 +248,20 @@ def _run(
                 shown_loss = step_loss.item()
                 run.check_finite(shown_loss)
                 run.check_finite(float(norm), "grad norm")
-            if log_now or ckpt_now:
-                # One host sync per interval: the mean loss of the steps since the last one.
-                train_loss = dist.mean(loss_sum).item() / loss_count
-                loss_sum.zero_()
-                loss_count = 0
+            report = log_now or eval_now  # a metrics.jsonl line is written at this step
+            if report or ckpt_now:
+                # One host sync per interval: the mean loss of the steps since the last report
+                # (a checkpoint in between reads it to check it, and leaves the mean running).
+                mean_loss = dist.mean(loss_sum).item() / loss_count
                 grad_norm = float(norm)
-                run.check_finite(train_loss)
+                run.check_finite(mean_loss)
                 run.check_finite(grad_norm, "grad norm")
-                run.check_divergence(train_loss)
-                shown_loss = train_loss if not check_every_step else shown_loss
+                if report:
+                    train_loss = mean_loss
+                    loss_sum.zero_()
+                    loss_count = 0
+                    run.check_divergence(train_loss)
+                    shown_loss = train_loss if not check_every_step else shown_loss
             tokens_per_s = interval_tokens / max(interval_time, 1e-9)
             flops_per_s = tokens_per_s * flops_per_token
             lr = optimizer.param_groups[0]["lr"]  # the "matrix" role's (first in every kind)
@@ -272,7 +276,7 @@ def _run(
                 )
             bar.update(1)
             record = None
-            if log_now or eval_now:
+            if report:
                 record = {
                     "step": step,
                     "tokens": run.tokens,

@@ -75,7 +75,14 @@ class RunLock:
     def acquire(self) -> RunLock:
         if fcntl is None:
             return self
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:  # a directory (or other non-file) where the lock file belongs
+            what = "a directory" if self.path.is_dir() else f"not usable ({e.strerror or e})"
+            raise ValueError(
+                f"lock file {self.path} is {what}; the run directory holds it to keep out a "
+                "second run: remove it, or choose another --run.name"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
