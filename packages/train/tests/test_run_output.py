@@ -11,10 +11,12 @@ import signal
 
 import numpy as np
 import pytest
+import torch
 
+import tinylm.train.flops as flops
 import tinylm.train.loop as loop_module
 import tinylm.train.setup as train_setup
-from tinylm.train import MetricsLog, find_checkpoints, load_config
+from tinylm.train import MetricsLog, find_checkpoints, load_config, train
 from tinylm.train.cli import main as train_main
 
 VOCAB = 512
@@ -178,3 +180,51 @@ def test_damaged_metrics_line_in_the_reader(tmp_path):
     warnings = []
     assert MetricsLog(path, warn=warnings.append).read() == [{"step": 1, "train_loss": 3.0}]
     assert [w.split(":")[1].strip() for w in warnings] == [f"{path} line {n}" for n in (2, 3, 4, 5)]
+
+
+# 3.8 MFU against a bound, not a per-run measurement --------------------------------------------
+ZEN4 = "cpu MHz\t\t: 2596.096\nflags\t\t: fpu sse2 avx avx2 fma avx512f avx512_bf16\n"
+
+
+def test_cpu_peak_is_threads_times_clock_times_flops_per_cycle():
+    peak, source = flops.cpu_peak_flops(False, threads=2, cpuinfo=ZEN4, clock_hz=0)
+    assert peak == 2 * 2596.096e6 * 64  # 2 FMA pipes × 16 fp32 lanes × 2 FLOPs
+    assert "2 thread(s) × 2.60 GHz × 64 fp32 FLOP/cycle (avx512f)" in source
+    peak, source = flops.cpu_peak_flops(True, threads=3, cpuinfo=ZEN4, clock_hz=3e9)
+    assert peak == 3 * 3e9 * 128 and "avx512_bf16" in source
+    amx = ZEN4.replace("avx512_bf16", "avx512_bf16 amx_bf16")
+    assert flops.cpu_peak_flops(True, threads=1, cpuinfo=amx, clock_hz=1e9)[0] == 1024e9
+    assert flops.cpu_peak_flops(False, threads=1, cpuinfo=amx, clock_hz=1e9)[0] == 64e9
+    assert flops.cpu_peak_flops(False, threads=1, cpuinfo="flags: fpu\n", clock_hz=1e9) is None
+
+
+def test_cpu_peak_is_not_measured_per_run(monkeypatch):
+    if flops.cpu_peak_flops(False) is None:
+        pytest.skip("this CPU's clock or vector unit cannot be read; the peak is measured")
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("the CPU peak must not depend on a matmul timed in this run")
+
+    monkeypatch.setattr(flops, "measure_matmul_flops", no_measuring)
+    first = flops.peak_flops(torch.device("cpu"), bf16=False)
+    assert first == flops.peak_flops(torch.device("cpu"), bf16=False)
+    assert first[1].startswith("CPU bound: ")
+
+
+def test_the_cpu_bound_bounds_a_matmul():
+    """A large fp32 matmul, the fastest thing this CPU does, stays under the bound."""
+    bound = flops.cpu_peak_flops(False)
+    if bound is None:
+        pytest.skip("this CPU's clock or vector unit cannot be read")
+    measured = flops.measure_matmul_flops.__wrapped__("cpu", torch.float32, 512)
+    assert measured <= bound[0]
+
+
+def test_mfu_stays_below_one_and_the_source_is_printed_once(tokens, tmp_path):
+    lines = []
+    cfg = _config(tokens, tmp_path, "mfu", 6)
+    train(cfg, progress=False, log=lines.append)
+    records = _strict_records(cfg.run_dir / "metrics.jsonl")
+    assert all(0 < r["mfu"] <= 1 for r in records)
+    peak_lines = [line for line in lines if "FLOP/s" in line and "per device" in line]
+    assert len(peak_lines) == 1, lines
