@@ -228,3 +228,71 @@ def test_mfu_stays_below_one_and_the_source_is_printed_once(tokens, tmp_path):
     assert all(0 < r["mfu"] <= 1 for r in records)
     peak_lines = [line for line in lines if "FLOP/s" in line and "per device" in line]
     assert len(peak_lines) == 1, lines
+
+
+# 3.11 a resume with nothing to do; the exact command to continue -------------------------------
+def _snapshot(run_dir):
+    """Every file of the run directory but the lock: its bytes and modification time."""
+    return {
+        p.relative_to(run_dir): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+@pytest.mark.parametrize("max_steps", [None, "2"])
+def test_resume_of_a_finished_run_says_so_and_touches_nothing(tokens, tmp_path, capsys, max_steps):
+    assert train_main(_argv(tokens, tmp_path, "fin", 4)) == 0
+    run = tmp_path / "fin"
+    before = _snapshot(run)
+    capsys.readouterr()
+    # --resume alone reads the run's config.toml (max_steps 4); or a smaller max_steps is given.
+    argv = ["--run.root", str(tmp_path), "--run.name", "fin", "--resume", "--no-progress"]
+    assert train_main([*argv, *(["--train.max_steps", max_steps] if max_steps else [])]) == 0
+    out = capsys.readouterr().out
+    assert "nan" not in out and "done:" not in out
+    (line,) = out.strip().splitlines()
+    assert f"{run} is already at step 4" in line and "nothing to do" in line
+    command = f"train-lm --run.root {tmp_path} --run.name fin --resume --train.max_steps 8"
+    assert line.endswith(command)
+    assert _snapshot(run) == before  # nothing rewritten, not even sample.txt or metrics.jsonl
+    # The command it prints extends the run.
+    assert train_main([*command.split()[1:], "--no-progress"]) == 0
+    assert find_checkpoints(run)[-1].name == "step_0000008.pt"
+
+
+def test_train_api_resume_of_a_finished_run_writes_nothing(tokens, tmp_path):
+    cfg = _config(tokens, tmp_path, "api", 4)
+    first = train(cfg, progress=False, log=_quiet)
+    before = _snapshot(cfg.run_dir)
+    lines = []
+    result = train(cfg, resume=True, progress=False, log=lines.append)
+    assert result.stopped == "already done" and result.step == 4
+    assert result.train_loss == pytest.approx(first.train_loss)
+    assert result.val_loss == pytest.approx(first.val_loss)
+    assert any("is already at step 4" in line for line in lines)
+    assert not any("done:" in line for line in lines)
+    assert _snapshot(cfg.run_dir) == before
+
+
+def test_interrupted_run_prints_the_exact_command_to_continue(
+    tokens, tmp_path, capsys, monkeypatch
+):
+    real = loop_module.get_batch
+    calls = {"n": 0}
+
+    def batch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop_module, "get_batch", batch)
+    assert train_main(_argv(tokens, tmp_path, "ctrl-c", 8)) == 130
+    out = capsys.readouterr().out
+    command = f"train-lm --run.root {tmp_path} --run.name ctrl-c --resume"
+    assert f"interrupted by SIGINT at step 3; checkpoint {tmp_path}" in out
+    assert f"continue with: {command}\n" in out
+    monkeypatch.setattr(loop_module, "get_batch", real)
+    assert train_main([*command.split()[1:], "--no-progress"]) == 0  # the command works
+    assert find_checkpoints(tmp_path / "ctrl-c")[-1].name == "step_0000008.pt"

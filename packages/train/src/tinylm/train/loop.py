@@ -30,7 +30,8 @@ from tinylm.train.data import get_batch
 from tinylm.train.errors import TrainingDiverged
 from tinylm.train.evaluate import batch_generator, evaluate
 from tinylm.train.flops import peak_flops
-from tinylm.train.rundir import prepare_run_dir
+from tinylm.train.metrics import MetricsLog
+from tinylm.train.rundir import prepare_run_dir, resume_command
 from tinylm.train.runstate import RunResult, RunState
 from tinylm.train.runtime import (
     Distributed,
@@ -116,6 +117,34 @@ def _train(
                 lock.release()
 
 
+def _already_done(
+    cfg: TrainConfig, start: ResumePoint, model: torch.nn.Module, baseline: float, log
+) -> RunResult:
+    """A resume at or past train.max_steps: nothing to train, so nothing is written (no sample,
+    no plot, no config); the result reports the run as its log left it."""
+    step = start.step
+    log(
+        f"{cfg.run_dir} is already at step {step} (train.max_steps {cfg.train.max_steps}); "
+        f"nothing to do. To train on: {resume_command(cfg.run.root, cfg.run.name)} "
+        f"--train.max_steps N (N > {step})"
+    )
+    records = [r for r in MetricsLog(cfg.run_dir / "metrics.jsonl").read() if r["step"] <= step]
+    train_losses = [r["train_loss"] for r in records if r.get("train_loss") is not None]
+    val_losses = [r["val_loss"] for r in records if r.get("val_loss") is not None]
+    return RunResult(
+        run_dir=cfg.run_dir,
+        step=step,
+        tokens=start.tokens,
+        wallclock=start.wallclock,
+        train_loss=train_losses[-1] if train_losses else math.nan,
+        val_loss=val_losses[-1] if val_losses else None,
+        unigram_entropy=baseline,
+        checkpoint=start.checkpoint,
+        stopped="already done",
+        model=model,
+    )
+
+
 def _run(
     cfg: TrainConfig,
     dist: Distributed,
@@ -135,6 +164,8 @@ def _run(
     if resume:
         start = resume_from(cfg, model, optimizer, schedule, log)
         cfg = start.config  # the schedule length a resumed run keeps (see resume_from)
+        if start.step >= cfg.train.max_steps:
+            return _already_done(cfg, start, model, data.unigram_entropy, log)
     run = RunState(cfg, dist, model, optimizer, schedule, start, setup_start)
     if resume:
         log(f"resumed from {start.checkpoint} at step {start.step}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from pathlib import Path
 
 try:
@@ -27,6 +28,8 @@ __all__ = [
     "find_checkpoints",
     "prepare_run_dir",
     "remove_stale_temporaries",
+    "resume_command",
+    "resumed_step",
 ]
 
 CHECKPOINT_NAME = re.compile(r"^step_(\d{7,})\.pt$")
@@ -52,6 +55,23 @@ def find_checkpoints(run_dir: str | Path) -> list[Path]:
         return []
     found = [p for p in directory.iterdir() if CHECKPOINT_NAME.match(p.name) and p.is_file()]
     return sorted(found, key=checkpoint_step)
+
+
+def resumed_step(run_dir: str | Path) -> int | None:
+    """The step `--resume` would continue from (the newest checkpoint's name), or None."""
+    found = find_checkpoints(run_dir)
+    return checkpoint_step(found[-1]) if found else None
+
+
+def resume_command(root: str, name: str, *extra: str) -> str:
+    """The exact `train-lm` command that continues the run `<root>/<name>`: --resume reads the
+    run's own config.toml, so only the directory must be named (defaults left out)."""
+    args = ["train-lm"]
+    if root != "runs":
+        args += ["--run.root", root]
+    if name != "default":
+        args += ["--run.name", name]
+    return shlex.join([*args, "--resume", *extra])
 
 
 def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:

@@ -24,7 +24,7 @@ from tinylm.train.checkpoint import save_checkpoint
 from tinylm.train.config import TrainConfig
 from tinylm.train.errors import RunFailed, TrainingDiverged, one_line
 from tinylm.train.metrics import MetricsLog, init_wandb, plot_losses
-from tinylm.train.rundir import checkpoint_path, find_checkpoints
+from tinylm.train.rundir import checkpoint_path, find_checkpoints, resume_command
 from tinylm.train.runtime import Distributed, StopFlag, Timer
 from tinylm.train.setup import ResumePoint
 
@@ -41,7 +41,7 @@ class RunResult:
     val_loss: float | None
     unigram_entropy: float
     checkpoint: Path | None
-    stopped: str  # "finished" | "interrupted" | "time budget" | "stop_at"
+    stopped: str  # "finished" | "interrupted" | "time budget" | "stop_at" | "already done"
     sample: str | None = None
     signal: str | None = None  # "SIGINT" / "SIGTERM" when stopped == "interrupted"
     timings: dict[str, float] = field(default_factory=dict)  # seconds in data/eval/checkpoint/total
@@ -231,9 +231,10 @@ class RunState:
         timings["total"] = round(time.perf_counter() - self.setup_start, 4)
         step, run_dir = self.step, self.run_dir
         if stopped == "interrupted":
+            command = resume_command(self.cfg.run.root, self.cfg.run.name)
             log(
                 f"interrupted by {stop.signal} at step {step}; checkpoint {self.last_checkpoint}; "
-                "continue with --resume"
+                f"continue with: {command}"
             )
         elif stopped == "time budget":
             log(
@@ -241,8 +242,9 @@ class RunState:
                 f"checkpoint {self.last_checkpoint}"
             )
         val_text = f"{val_loss:.4f}" if val_loss is not None else "n/a"
+        train_text = f"{train_loss:.4f}" if math.isfinite(train_loss) else "n/a"
         log(
-            f"done: step {step}, train loss {train_loss:.4f}, val loss {val_text} "
+            f"done: step {step}, train loss {train_text}, val loss {val_text} "
             f"(unigram baseline {baseline:.4f}), {wallclock:.1f} s, run dir {run_dir}"
         )
         return RunResult(
