@@ -15,6 +15,7 @@ import torch
 
 import tinylm.train.flops as flops
 import tinylm.train.loop as loop_module
+import tinylm.train.progress as progress
 import tinylm.train.setup as train_setup
 from tinylm.train import MetricsLog, find_checkpoints, load_config, train
 from tinylm.train.cli import main as train_main
@@ -296,3 +297,102 @@ def test_interrupted_run_prints_the_exact_command_to_continue(
     monkeypatch.setattr(loop_module, "get_batch", real)
     assert train_main([*command.split()[1:], "--no-progress"]) == 0  # the command works
     assert find_checkpoints(tmp_path / "ctrl-c")[-1].name == "step_0000008.pt"
+
+
+# 4. what a person sees: plain lines when redirected, a short start, a readable plot -----------
+LINE = re.compile(
+    r"^step (\d+)/(\d+) \| loss \d+\.\d{3} \| lr \d\.\de[-+]\d\d \| [\d.]+[kMG]? tok/s"
+    r" \| mfu [\d.]+% \| eta (\d+h)?(\d+m)?\d+[sm]$"
+)
+
+
+def test_progress_line_format_and_eta_from_an_injected_clock():
+    line = progress.progress_line(120, 600, 4.1134, 2.9e-3, 14_234.0, 0.51, 65.0)
+    assert line == "step 120/600 | loss 4.113 | lr 2.9e-03 | 14.2k tok/s | mfu 51% | eta 1m05s"
+    assert LINE.match(line)
+    assert progress.format_duration(3720) == "1h02m" and progress.format_rate(812) == "812"
+    now = {"t": 100.0}
+    lines = []
+    shown = progress.Progress(
+        10, 0, enabled=True, log=lines.append, tty=False, clock=lambda: now["t"]
+    )
+    now["t"] = 104.0  # 2 steps in 4 s: 2 s a step, 8 steps to go
+    shown.update(1, 5.0, 1e-3, 100.0, 0.01, report=False)  # not a log step: no line
+    shown.update(2, 5.0, 1e-3, 100.0, 0.01, report=True)
+    shown.close()
+    assert lines == ["step 2/10 | loss 5.000 | lr 1.0e-03 | 100 tok/s | mfu 1.0% | eta 16s"]
+    assert shown.bar is None
+
+
+def test_redirected_output_has_one_plain_line_per_log_interval(tokens, tmp_path, capsys):
+    lines = []
+    cfg = _config(tokens, tmp_path, "plain", 8)
+    train(cfg, progress=True, log=lines.append, tty=False)
+    err = capsys.readouterr().err
+    assert err == ""  # no bar, no carriage returns
+    progress_lines = [line for line in lines if LINE.match(line)]
+    assert [int(LINE.match(line).group(1)) for line in progress_lines] == [2, 4, 6, 8]
+    assert all("\r" not in line for line in lines)
+    # With --no-progress: neither bar nor lines.
+    lines.clear()
+    train(cfg.replace(run={"name": "quiet"}), progress=False, log=lines.append, tty=False)
+    assert not [line for line in lines if LINE.match(line)]
+
+
+def test_a_terminal_gets_the_bar_and_no_plain_lines(tokens, tmp_path, capsys):
+    lines = []
+    train(_config(tokens, tmp_path, "bar", 8), progress=True, log=lines.append, tty=True)
+    err = capsys.readouterr().err
+    assert "8/8" in err  # the tqdm bar, on stderr
+    assert not [line for line in lines if LINE.match(line)]
+
+
+def test_the_start_of_a_run_is_a_short_summary(tokens, tmp_path):
+    lines = []
+    cfg = _config(tokens, tmp_path, "start", 2)
+    train(cfg, progress=False, log=lines.append)
+    start = lines[: next(i for i, line in enumerate(lines) if line.startswith("step "))]
+    text = "\n".join(start)
+    assert len(text.splitlines()) <= 8, text  # was the whole config: ~120 lines
+    assert "[optim]" not in text and "wandb_project" not in text
+    assert f"run dir: {cfg.run_dir}" in text
+    (settings,) = [line for line in start if line.startswith("settings: ")]
+    assert "train.max_steps=2" in settings and "model.d_model=32" in settings
+    assert "optim.lr=" not in settings  # left at its default: not listed
+    assert any(line.startswith("model: ") and "params" in line for line in start)
+    assert any(line.startswith("optimizer: adamw") for line in start)
+
+
+def test_loss_plot_has_baseline_title_integer_steps_labels_and_legend(
+    tokens, tmp_path, monkeypatch
+):
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    figures = []
+    real = Figure.savefig
+
+    def keep(self, *args, **kwargs):
+        figures.append(self)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    cfg = _config(tokens, tmp_path, "plot", 4)
+    result = train(cfg, progress=False, log=_quiet)
+    fig = figures[-1]
+    by_step, by_time = fig.axes
+    title = fig._suptitle.get_text()
+    assert "plot" not in title  # the settings, not the directory name
+    assert "1 layers, d_model 32, ctx 32" in title and "adamw lr" in title and "4 steps" in title
+    for ax in (by_step, by_time):
+        dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+        assert len(dashed) == 1
+        assert list(dashed[0].get_ydata()) == [pytest.approx(result.unigram_entropy)] * 2
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert labels[:2] == ["train", "validation"] and labels[2].startswith("unigram baseline")
+    assert by_step.get_xlabel() == "step" and by_time.get_xlabel() == "wall-clock (s)"
+    assert by_step.get_ylabel() == "loss (nats/token)"
+    locator = by_step.xaxis.get_major_locator()
+    assert isinstance(locator, MaxNLocator) and locator._integer
+    ticks = by_step.get_xticks()
+    assert all(float(t).is_integer() for t in ticks)

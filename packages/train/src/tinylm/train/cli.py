@@ -38,8 +38,9 @@ Train a tinylm language model. Options:
   --resume          continue the run in <run.root>/<run.name> from its newest checkpoint
                     (its saved config.toml is used unless --config is given)
   --compile         torch.compile the model (same as --compute.compile true)
-  --device DEV      auto | cpu | cuda | cuda:N | mps (same as --train.device DEV)
-  --no-progress     no progress bar
+  --device DEV      auto | cpu | cuda | cuda:N | mps (same as --train.device DEV;
+                    default: auto)
+  --no-progress     no progress bar (on a terminal) or progress lines (redirected)
   --section.key V   override any config key, e.g. --optim.lr 1e-3 --train.max_steps=500
 
 Default config ({path}):

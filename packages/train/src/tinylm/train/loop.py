@@ -17,11 +17,11 @@ summary) in `runstate.py`, batch seeding and evaluation in `evaluate.py`.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from contextlib import nullcontext
 
 import torch
-from tqdm.auto import tqdm
 
 from tinylm.nn import model_stats
 from tinylm.optim import clip_grad_norm
@@ -31,8 +31,9 @@ from tinylm.train.errors import TrainingDiverged
 from tinylm.train.evaluate import batch_generator, evaluate
 from tinylm.train.flops import peak_flops
 from tinylm.train.metrics import MetricsLog
+from tinylm.train.progress import Progress
 from tinylm.train.rundir import prepare_run_dir, resume_command
-from tinylm.train.runstate import RunResult, RunState
+from tinylm.train.runstate import RunResult, RunState, changed_settings, run_title
 from tinylm.train.runtime import (
     Distributed,
     StopFlag,
@@ -61,11 +62,14 @@ def train(
     stop_at: int | None = None,
     progress: bool = True,
     log=print,
+    tty: bool | None = None,
 ) -> RunResult:
     """Train `config.model` as `config` says; returns a summary (with the trained model).
 
     `resume` continues from the newest checkpoint in the run directory; `stop_at` ends (with a
     checkpoint) after that many steps without changing the schedule, as an interruption would.
+    `progress` shows a bar when `tty` (default: stderr is a terminal), else a plain line every
+    train.log_interval steps (see progress.py).
     Raises ValueError / FileNotFoundError / PermissionError for bad input before any training,
     and TrainingDiverged when the loss stops being finite.
     """
@@ -75,7 +79,8 @@ def train(
         device_kind = "cuda" if torch.cuda.is_available() else "cpu"
     dist = setup_distributed(device_kind)
     try:
-        return _train(cfg, dist, resume, stop_at, progress, log if dist.is_main else _quiet)
+        shown = progress and dist.is_main
+        return _train(cfg, dist, resume, stop_at, shown, tty, log if dist.is_main else _quiet)
     finally:
         dist.close()
 
@@ -93,7 +98,13 @@ def momentum_record(optimizer) -> dict[str, float]:
 
 
 def _train(
-    cfg: TrainConfig, dist: Distributed, resume: bool, stop_at: int | None, progress: bool, log
+    cfg: TrainConfig,
+    dist: Distributed,
+    resume: bool,
+    stop_at: int | None,
+    progress: bool,
+    tty: bool | None,
+    log,
 ) -> RunResult:
     """Lock the run directory and catch signals for the whole run, then set up and train.
 
@@ -111,7 +122,9 @@ def _train(
                 lock = prepare_run_dir(cfg.run_dir, resume)
             dist.barrier()
             with determinism(device, cfg.train.deterministic):
-                return _run(cfg, dist, resume, stop_at, progress, log, device, stop, setup_start)
+                return _run(
+                    cfg, dist, resume, stop_at, progress, tty, log, device, stop, setup_start
+                )
         finally:
             if lock is not None:
                 lock.release()
@@ -151,6 +164,7 @@ def _run(
     resume: bool,
     stop_at: int | None,
     progress: bool,
+    tty: bool | None,
     log,
     device: torch.device,
     stop: StopFlag,
@@ -158,7 +172,8 @@ def _run(
 ) -> RunResult:
     # ---- setup: device, data, model, optimizer, resume point --------------------------------
     autocast = autocast_context(device, cfg.compute.dtype)
-    data = load_run_data(cfg, dist, log, progress=progress and dist.is_main)
+    tty = sys.stderr.isatty() if tty is None else tty
+    data = load_run_data(cfg, dist, log, progress=progress and tty)  # BPE bars: terminal only
     model, optimizer, schedule = build_model_and_optimizer(cfg, device)
     start = ResumePoint()
     if resume:
@@ -166,7 +181,10 @@ def _run(
         cfg = start.config  # the schedule length a resumed run keeps (see resume_from)
         if start.step >= cfg.train.max_steps:
             return _already_done(cfg, start, model, data.unigram_entropy, log)
-    run = RunState(cfg, dist, model, optimizer, schedule, start, setup_start)
+    stats = model_stats(cfg.model)
+    title = run_title(cfg, stats.params)
+    baseline = data.unigram_entropy
+    run = RunState(cfg, dist, model, optimizer, schedule, start, setup_start, baseline, title)
     if resume:
         log(f"resumed from {start.checkpoint} at step {start.step}")
     if dist.is_main:
@@ -182,7 +200,6 @@ def _run(
         ids = [device.index] if device.type == "cuda" else None
         train_model = torch.nn.parallel.DistributedDataParallel(forward_model, device_ids=ids)
 
-    stats = model_stats(cfg.model)
     accum, batch_size = cfg.train.grad_accum, cfg.train.batch_size
     context_length, max_steps = cfg.model.context_length, cfg.train.max_steps
     tokens_per_step = batch_size * context_length * accum * dist.world_size
@@ -193,12 +210,21 @@ def _run(
     flops_per_token = stats.train_flops_per_token
     peak_total = peak * dist.world_size
     budget = cfg.train.max_seconds if cfg.optim.fit_to_time else 0.0
-    log(cfg.to_toml())
+    # A short summary, not the config: config.toml in the run directory holds every setting.
+    changed = changed_settings(cfg)
+    log(f"run dir: {cfg.run_dir} (every setting in its config.toml)")
+    log(f"settings: {', '.join(changed) if changed else 'the defaults (default.toml)'}")
+    m = cfg.model
     log(
         f"model: {stats.params / 1e6:.2f}M params "
-        f"({stats.non_embedding_params / 1e6:.2f}M non-embedding), "
-        f"device {device}, {dist.world_size} process(es), {tokens_per_step:,} tokens/step, "
-        f"{len(data.train):,} train / {len(data.val):,} val tokens"
+        f"({stats.non_embedding_params / 1e6:.2f}M non-embedding): {m.num_layers} layers, "
+        f"d_model {m.d_model}, {m.num_heads} heads, context {m.context_length}, "
+        f"vocab {m.vocab_size}"
+    )
+    log(
+        f"data: {len(data.train):,} train / {len(data.val):,} val tokens; {tokens_per_step:,} "
+        f"tokens/step ({batch_size} × {context_length} × {accum} micro-batch(es) × "
+        f"{dist.world_size} process(es)) on {device}"
     )
     roles = ", ".join(
         f"{g['role']} {type(opt).__name__} lr {g['base_lr']:.3g}"
@@ -224,19 +250,13 @@ def _run(
     shown_loss = float("nan")
     interval_tokens, interval_time = 0, 0.0
     run.begin()  # wandb, records so far, and the clock
-    bar = tqdm(
-        total=max_steps,
-        initial=run.step,
-        unit="step",
-        disable=not (progress and dist.is_main),
-        dynamic_ncols=True,
-    )
+    display = Progress(max_steps, run.step, enabled=progress, log=log, tty=tty)
     model.train()
     loss_sum, loss_count = torch.zeros((), device=device), 0
     # Handlers go in only now: processes forked during data preparation must keep the default
     # SIGTERM action, or a pool shutting them down could wait forever.
     stop.training(lambda: run.last_checkpoint)
-    with bar, run.recording_failure():
+    with display, run.recording_failure():
         while run.step < end_step:
             step_start = time.perf_counter()
             # Forward/backward over the micro-batches; DDP all-reduces on the last one only.
@@ -296,16 +316,14 @@ def _run(
             tokens_per_s = interval_tokens / max(interval_time, 1e-9)
             flops_per_s = tokens_per_s * flops_per_token
             lr = optimizer.param_groups[0]["lr"]  # the "matrix" role's (first in every kind)
-            if check_every_step or log_now:
-                bar.set_postfix(
-                    loss=f"{shown_loss:.3f}",
-                    lr=f"{lr:.2e}",
-                    tok_s=f"{tokens_per_s:,.0f}",
-                    flop_s=f"{flops_per_s:.3g}",
-                    mfu=f"{flops_per_s / peak_total:.1%}",
-                    refresh=False,
-                )
-            bar.update(1)
+            display.update(
+                step,
+                train_loss if log_now else shown_loss,
+                lr,
+                tokens_per_s,
+                flops_per_s / peak_total,
+                report=log_now,
+            )
             record = None
             if report:
                 record = {
@@ -329,7 +347,7 @@ def _run(
                 run.check_finite(val_loss)
                 record["val_loss"] = val_loss
                 message = f"step {step}: train loss {train_loss:.4f}, val loss {val_loss:.4f}"
-                (log if bar.disable else bar.write)(message)
+                display.write(message)
             if record is not None:
                 run.log_metrics(record)
             if interrupted:

@@ -116,32 +116,44 @@ def check_record(record: Any) -> dict[str, Any]:
     return record
 
 
-def plot_losses(records: list[dict[str, Any]], out: str | os.PathLike, title: str = "") -> None:
-    """Train/val loss against steps (left) and wall-clock seconds (right); written atomically."""
+def plot_losses(
+    records: list[dict[str, Any]],
+    out: str | os.PathLike,
+    title: str = "",
+    baseline: float | None = None,
+) -> None:
+    """Train/val loss against steps (left) and wall-clock seconds (right), with the unigram
+    `baseline` (the loss of the best context-free model) dashed; written atomically."""
     # The object API with the Agg canvas: no pyplot, no global state, no GUI backend to import.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     def series(key: str) -> tuple[list[float], list[float], list[float]]:
         rows = [r for r in records if r.get(key) is not None and math.isfinite(r[key])]
+        rows = [r for r in rows if r.get("wallclock") is not None]
         return [r["step"] for r in rows], [r["wallclock"] for r in rows], [r[key] for r in rows]
 
-    fig = Figure(figsize=(11, 4))
+    fig = Figure(figsize=(11, 4.2))
     FigureCanvasAgg(fig)
     by_step, by_time = fig.subplots(1, 2, sharey=True)
-    for key, style in (("train_loss", "-"), ("val_loss", "o-")):
+    for key, style, label in (("train_loss", "-", "train"), ("val_loss", "o-", "validation")):
         steps, seconds, values = series(key)
-        label = key.replace("_", " ")
         by_step.plot(steps, values, style, label=label, markersize=3)
         by_time.plot(seconds, values, style, label=label, markersize=3)
+    for ax in (by_step, by_time):
+        if baseline is not None and math.isfinite(baseline):
+            ax.axhline(
+                baseline, linestyle="--", color="gray", label=f"unigram baseline {baseline:.3f}"
+            )
+        ax.grid(alpha=0.3)
+        ax.legend()
+    by_step.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     by_step.set_xlabel("step")
     by_time.set_xlabel("wall-clock (s)")
     by_step.set_ylabel("loss (nats/token)")
-    for ax in (by_step, by_time):
-        ax.grid(alpha=0.3)
-        ax.legend()
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     with atomic_open(out) as f:
         fig.savefig(f, format="png", dpi=100)

@@ -21,14 +21,41 @@ import torch
 
 from tinylm.optim import LRSchedule, OptimizerSet
 from tinylm.train.checkpoint import save_checkpoint
-from tinylm.train.config import TrainConfig
+from tinylm.train.config import TrainConfig, load_config
 from tinylm.train.errors import RunFailed, TrainingDiverged, one_line
 from tinylm.train.metrics import MetricsLog, init_wandb, plot_losses
 from tinylm.train.rundir import checkpoint_path, find_checkpoints, resume_command
 from tinylm.train.runtime import Distributed, StopFlag, Timer
 from tinylm.train.setup import ResumePoint
 
-__all__ = ["RunResult", "RunState"]
+__all__ = ["RunResult", "RunState", "changed_settings", "run_title"]
+
+
+def changed_settings(cfg: TrainConfig) -> list[str]:
+    """`section.key=value` for every setting that differs from the shipped default.toml (what
+    plain `train-lm` runs): the part of a config a person chose; config.toml holds the rest."""
+    default = load_config().to_dict()
+    changed = []
+    for section, values in cfg.to_dict().items():
+        for key, value in values.items():
+            if default.get(section, {}).get(key, _UNSET) != value:
+                shown = ",".join(map(str, value)) if isinstance(value, list) else value
+                changed.append(f"{section}.{key}={shown}")
+    return changed
+
+
+_UNSET = object()
+
+
+def run_title(cfg: TrainConfig, params: int) -> str:
+    """The run's settings in one line (the loss plot's title)."""
+    m, t, o = cfg.model, cfg.train, cfg.optim
+    batch = f"{t.batch_size}×{t.grad_accum}" if t.grad_accum > 1 else f"{t.batch_size}"
+    return (
+        f"{params / 1e6:.2f}M params ({m.num_layers} layers, d_model {m.d_model}, ctx "
+        f"{m.context_length}, vocab {m.vocab_size}) · {o.optimizer} lr {o.lr:g} {o.schedule} · "
+        f"batch {batch} · {t.max_steps} steps"
+    )
 
 
 @dataclass
@@ -60,8 +87,11 @@ class RunState:
         schedule: LRSchedule,
         start: ResumePoint,
         setup_start: float,
+        baseline: float | None = None,
+        title: str = "",
     ) -> None:
         self.cfg, self.dist, self.run_dir = cfg, dist, cfg.run_dir
+        self.baseline, self.title = baseline, title  # of the loss plot
         self.model, self.optimizer, self.schedule = model, optimizer, schedule
         self.step, self.tokens, self.clock_offset = start.step, start.tokens, start.wallclock
         self.last_checkpoint = start.checkpoint
@@ -210,7 +240,12 @@ class RunState:
         """Redraw loss.png from the records so far (rank 0; cheap, but not free)."""
         if self.dist.is_main:
             with self.timer("plot"):
-                plot_losses(self.records, self.run_dir / "loss.png", title=self.run_dir.name)
+                plot_losses(
+                    self.records,
+                    self.run_dir / "loss.png",
+                    title=self.title or self.run_dir.name,
+                    baseline=self.baseline,
+                )
 
     def finish(
         self,
