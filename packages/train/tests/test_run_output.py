@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import sys
 
 import numpy as np
 import pytest
@@ -396,3 +397,25 @@ def test_loss_plot_has_baseline_title_integer_steps_labels_and_legend(
     assert isinstance(locator, MaxNLocator) and locator._integer
     ticks = by_step.get_xticks()
     assert all(float(t).is_integer() for t in ticks)
+
+
+def test_the_final_bar_is_drawn_once_before_the_last_eval_line(capsys):
+    def to_stderr(message):
+        print(message, file=sys.stderr)
+
+    shown = progress.Progress(3, 0, enabled=True, log=to_stderr, tty=True)
+    for step in (1, 2, 3):
+        shown.update(step, 4.0, 1e-3, 1000.0, 0.1, report=True)
+    shown.write("step 3: train loss 4.0000, val loss 4.1000")
+    shown.close()
+    err = capsys.readouterr().err
+    after = err.split("step 3: train loss")[1]
+    assert "3/3" not in after and "|" not in after, repr(err)  # no bar redrawn after it
+    assert "3/3" in err
+
+
+def test_help_shows_the_defaults(capsys):
+    assert train_main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "default: auto" in out  # --device
+    assert "max_steps = 600" in out and "lr = 3e-3" in out  # every key, from default.toml

@@ -95,6 +95,10 @@ class Progress:
                 refresh=False,
             )
             self.bar.update(1)
+            if step >= self.total:
+                # Drawn once, finished, before the last eval line: a bar closed after it is
+                # redrawn below that line, and the run ends with its final state twice.
+                self.close()
         elif self.mode == "lines" and report:
             done = step - self.initial
             per_step = (self.clock() - self.start) / max(done, 1)
