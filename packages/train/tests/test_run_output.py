@@ -419,3 +419,45 @@ def test_help_shows_the_defaults(capsys):
     out = capsys.readouterr().out
     assert "default: auto" in out  # --device
     assert "max_steps = 600" in out and "lr = 3e-3" in out  # every key, from default.toml
+
+
+def test_a_closed_terminal_does_not_stop_the_checkpoint(tokens, tmp_path, monkeypatch):
+    """After SIGHUP every write to the gone terminal fails (EIO); the run still checkpoints."""
+    real = loop_module.get_batch
+    calls = {"n": 0}
+    hung_up = {"yes": False}
+
+    def batch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # step 4: a log step (plain line) and an eval step (eval line)
+            hung_up["yes"] = True
+            os.kill(os.getpid(), signal.SIGHUP)
+        return real(*args, **kwargs)
+
+    def dead_terminal(*args, **kwargs):
+        if hung_up["yes"]:
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(loop_module, "get_batch", batch)
+    cfg = _config(tokens, tmp_path, "gone", 8)
+    result = train(cfg, progress=True, log=dead_terminal, tty=False)
+    assert result.stopped == "interrupted" and result.signal == "SIGHUP" and result.step == 4
+    assert find_checkpoints(cfg.run_dir)[-1].name == "step_0000004.pt"
+
+
+def test_the_error_line_to_a_closed_terminal_keeps_the_status(monkeypatch):
+    from tinylm.train import RunInterrupted, run_cli
+
+    class Gone:
+        def write(self, text):
+            raise OSError(5, "Input/output error")
+
+        def flush(self):
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(sys, "stderr", Gone())
+
+    def body():
+        raise RunInterrupted(signal.SIGHUP, "aborted by a second SIGHUP")
+
+    assert run_cli(body) == 129

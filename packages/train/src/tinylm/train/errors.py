@@ -18,6 +18,7 @@ escape sequences, so a message quoting a library's coloured text stays one plain
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -112,6 +113,12 @@ def _signals_raise():
             signal.signal(s, old)
 
 
+def _say(line: str) -> None:
+    """The one error line; a closed terminal (SIGHUP) must not turn the status into 1."""
+    with contextlib.suppress(OSError):
+        print(line, file=sys.stderr)
+
+
 def run_cli(body: Callable[[], object], *, abort_message: str = "interrupted") -> int:
     """Run a CLI's `body`: its int return value (or 0), else one `error: ...` line and a status.
 
@@ -122,7 +129,7 @@ def run_cli(body: Callable[[], object], *, abort_message: str = "interrupted") -
         with _signals_raise():
             result = body()
     except KeyboardInterrupt:
-        print(f"error: {abort_message}", file=sys.stderr)
+        _say(f"error: {abort_message}")
         return exit_status(KeyboardInterrupt())
     except Exception as e:
         if debug:
@@ -132,6 +139,6 @@ def run_cli(body: Callable[[], object], *, abort_message: str = "interrupted") -
         if not isinstance(e, known):
             # Not anticipated: name the type, and how to see where it came from.
             message = f"{type(e).__name__}: {message} (TINYLM_DEBUG=1 shows the traceback)"
-        print(f"error: {message}", file=sys.stderr)
+        _say(f"error: {message}")
         return exit_status(e)
     return result if isinstance(result, int) and not isinstance(result, bool) else 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 
 import torch
 
@@ -80,13 +80,26 @@ def train(
     dist = setup_distributed(device_kind)
     try:
         shown = progress and dist.is_main
-        return _train(cfg, dist, resume, stop_at, shown, tty, log if dist.is_main else _quiet)
+        log = _unfailing(log) if dist.is_main else _quiet
+        return _train(cfg, dist, resume, stop_at, shown, tty, log)
     finally:
         dist.close()
 
 
 def _quiet(*args, **kwargs) -> None:
     pass
+
+
+def _unfailing(log):
+    """`log`, dropping what cannot be written: a closed terminal (what sends SIGHUP) fails every
+    write with EIO, a closed pipe with EPIPE, and the run must still checkpoint and end as the
+    signal says rather than die on a progress line. Its files hold what the output would have."""
+
+    def write(*args, **kwargs) -> None:
+        with suppress(OSError):
+            log(*args, **kwargs)
+
+    return write
 
 
 def momentum_record(optimizer) -> dict[str, float]:

@@ -12,6 +12,7 @@ interval reads and greps. The clock and the TTY test are injectable, so tests ne
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -108,7 +109,8 @@ class Progress:
     def write(self, message: str) -> None:
         """A line of the run's log (an eval result) that must not tear the bar."""
         if self.bar is not None:
-            self.bar.write(message)
+            with contextlib.suppress(OSError):  # tqdm.write: plain sys.stdout, maybe gone
+                self.bar.write(message)
         else:
             self.log(message)
 
