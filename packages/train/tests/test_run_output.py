@@ -312,6 +312,7 @@ def test_progress_line_format_and_eta_from_an_injected_clock():
     assert line == "step 120/600 | loss 4.113 | lr 2.9e-03 | 14.2k tok/s | mfu 51% | eta 1m05s"
     assert LINE.match(line)
     assert progress.format_duration(3720) == "1h02m" and progress.format_rate(812) == "812"
+    assert "| mfu 0.04% |" in progress.progress_line(1, 2, 1.0, 1e-3, 10.0, 0.0004, 1.0)
     now = {"t": 100.0}
     lines = []
     shown = progress.Progress(

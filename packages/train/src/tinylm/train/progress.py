@@ -41,7 +41,9 @@ def format_duration(seconds: float) -> str:
 
 
 def _percent(fraction: float) -> str:
-    return f"{fraction:.0%}" if fraction >= 0.1 else f"{fraction:.1%}"
+    """0.51 -> '51%', 0.042 -> '4.2%', 0.0004 -> '0.04%' (a tiny CPU model's MFU is not 0)."""
+    digits = 0 if fraction >= 0.1 else 1 if fraction >= 0.01 else 2
+    return f"{fraction:.{digits}%}"
 
 
 def progress_line(
