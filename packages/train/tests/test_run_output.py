@@ -385,7 +385,7 @@ def test_loss_plot_has_baseline_title_integer_steps_labels_and_legend(
     by_step, by_time = fig.axes
     title = fig._suptitle.get_text()
     assert "plot" not in title  # the settings, not the directory name
-    assert "1 layers, d_model 32, ctx 32" in title and "adamw lr" in title and "4 steps" in title
+    assert "(1 layer, d_model 32, ctx 32" in title and "adamw lr" in title and "4 steps" in title
     for ax in (by_step, by_time):
         dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
         assert len(dashed) == 1

@@ -33,7 +33,7 @@ from tinylm.train.flops import peak_flops
 from tinylm.train.metrics import MetricsLog
 from tinylm.train.progress import Progress
 from tinylm.train.rundir import prepare_run_dir, resume_command
-from tinylm.train.runstate import RunResult, RunState, changed_settings, run_title
+from tinylm.train.runstate import RunResult, RunState, changed_settings, plural, run_title
 from tinylm.train.runtime import (
     Distributed,
     StopFlag,
@@ -230,7 +230,8 @@ def _run(
     m = cfg.model
     log(
         f"model: {stats.params / 1e6:.2f}M params "
-        f"({stats.non_embedding_params / 1e6:.2f}M non-embedding): {m.num_layers} layers, "
+        f"({stats.non_embedding_params / 1e6:.2f}M non-embedding): "
+        f"{plural(m.num_layers, 'layer')}, "
         f"d_model {m.d_model}, {m.num_heads} heads, context {m.context_length}, "
         f"vocab {m.vocab_size}"
     )

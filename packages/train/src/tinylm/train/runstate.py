@@ -28,7 +28,7 @@ from tinylm.train.rundir import checkpoint_path, find_checkpoints, resume_comman
 from tinylm.train.runtime import Distributed, StopFlag, Timer
 from tinylm.train.setup import ResumePoint
 
-__all__ = ["RunResult", "RunState", "changed_settings", "run_title"]
+__all__ = ["RunResult", "RunState", "changed_settings", "plural", "run_title"]
 
 
 def changed_settings(cfg: TrainConfig) -> list[str]:
@@ -47,12 +47,16 @@ def changed_settings(cfg: TrainConfig) -> list[str]:
 _UNSET = object()
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def run_title(cfg: TrainConfig, params: int) -> str:
     """The run's settings in one line (the loss plot's title)."""
     m, t, o = cfg.model, cfg.train, cfg.optim
     batch = f"{t.batch_size}×{t.grad_accum}" if t.grad_accum > 1 else f"{t.batch_size}"
     return (
-        f"{params / 1e6:.2f}M params ({m.num_layers} layers, d_model {m.d_model}, ctx "
+        f"{params / 1e6:.2f}M params ({plural(m.num_layers, 'layer')}, d_model {m.d_model}, ctx "
         f"{m.context_length}, vocab {m.vocab_size}) · {o.optimizer} lr {o.lr:g} {o.schedule} · "
         f"batch {batch} · {t.max_steps} steps"
     )
