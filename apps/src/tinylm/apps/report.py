@@ -11,12 +11,12 @@ from typing import Any
 import torch
 
 from tinylm.nn import model_stats
-from tinylm.train import MetricsLog, atomic_write
+from tinylm.train import GPU_PEAK_FLOPS, MetricsLog, atomic_write
 
 __all__ = ["H100_BF16_PEAK_FLOPS", "report_title", "write_report"]
 
 # NVIDIA H100 SXM, dense bf16 tensor-core peak (the 1979 TFLOP/s figure assumes 2:4 sparsity).
-H100_BF16_PEAK_FLOPS = 989e12
+H100_BF16_PEAK_FLOPS = GPU_PEAK_FLOPS["H100"][0]
 
 
 def _device(train) -> tuple[str, bool]:

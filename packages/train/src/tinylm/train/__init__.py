@@ -33,6 +33,7 @@ from tinylm.train.config import (
 from tinylm.train.data import check_tokens, get_batch, open_tokens
 from tinylm.train.errors import RunFailed, RunInterrupted, run_cli
 from tinylm.train.files import atomic_open, atomic_write
+from tinylm.train.flops import GPU_PEAK_FLOPS, peak_flops
 from tinylm.train.hf_cli import export_hf, import_hf
 from tinylm.train.loop import RunResult, TrainingDiverged, train
 from tinylm.train.metrics import MetricsLog, plot_losses, unigram_entropy
@@ -49,6 +50,7 @@ from tinylm.train.rundir import (
 from tinylm.train.sampling import sample_text, write_sample
 
 __all__ = [
+    "GPU_PEAK_FLOPS",
     "DataConfig",
     "EvalConfig",
     "LoopConfig",
@@ -83,6 +85,7 @@ __all__ = [
     "load_config",
     "load_tokenizer",
     "open_tokens",
+    "peak_flops",
     "plot_losses",
     "prepare_data",
     "prepare_run_dir",

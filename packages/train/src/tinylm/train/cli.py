@@ -7,8 +7,8 @@
     torchrun --nproc_per_node=4 -m tinylm.train.cli --config big.toml   # DDP
 
 Exit status: 0 done, 2 bad input (one `error: ...` line, before any work), 1 the run failed
-(diverged, I/O error; the line names the last good checkpoint), 130/143 interrupted by
-SIGINT/SIGTERM (after writing a checkpoint, if training had started). See errors.py.
+(diverged, I/O error; the line names the last good checkpoint), 130/143/129 interrupted by
+SIGINT/SIGTERM/SIGHUP (after writing a checkpoint, if training had started). See errors.py.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from tinylm.train.config import (
 )
 from tinylm.train.errors import run_cli
 from tinylm.train.loop import train
+from tinylm.train.rundir import resume_command, resumed_step
 
 USAGE = """usage: train-lm [--config FILE|NAME] [--resume] [--compile] [--device DEV]
                 [--no-progress] [--section.key VALUE ...]
@@ -37,8 +38,9 @@ Train a tinylm language model. Options:
   --resume          continue the run in <run.root>/<run.name> from its newest checkpoint
                     (its saved config.toml is used unless --config is given)
   --compile         torch.compile the model (same as --compute.compile true)
-  --device DEV      auto | cpu | cuda | cuda:N | mps (same as --train.device DEV)
-  --no-progress     no progress bar
+  --device DEV      auto | cpu | cuda | cuda:N | mps (same as --train.device DEV;
+                    default: auto)
+  --no-progress     no progress bar (on a terminal) or progress lines (redirected)
   --section.key V   override any config key, e.g. --optim.lr 1e-3 --train.max_steps=500
 
 Default config ({path}):
@@ -79,6 +81,19 @@ def main(argv: list[str] | None = None) -> int:
         saved = config.run_dir / "config.toml"
         if resume and config_path is None and saved.is_file():
             config = load_config(saved, overrides)  # a resumed run keeps its own config
+        done = resumed_step(config.run_dir) if resume else None
+        if done is not None and done >= config.train.max_steps:
+            # Nothing to train: say so and how to go on, and touch nothing (no data, no files).
+            more = max(2 * done, done + 1)
+            extend = resume_command(
+                config.run.root, config.run.name, "--train.max_steps", str(more)
+            )
+            print(
+                f"{config.run_dir} is already at step {done} (train.max_steps "
+                f"{config.train.max_steps}); nothing to do. To train on, raise train.max_steps "
+                f"(any N > {done}), e.g.: {extend}"
+            )
+            return 0
         result = train(config, resume=resume, progress=progress)
         if result.stopped == "interrupted":  # checkpointed; the status says it was interrupted
             return 128 + signal.Signals[result.signal].value

@@ -8,6 +8,7 @@
             any other exception                         and the last good checkpoint
     130     RunInterrupted(SIGINT), KeyboardInterrupt   interrupted (after saving, if training ran)
     143     RunInterrupted(SIGTERM)
+    129     RunInterrupted(SIGHUP)                      the terminal closed: handled like SIGTERM
 
 Every CLI of the project (`train-lm`, `generate`, the apps' `tinystories`/`owt`/`leaderboard`)
 runs its body through `run_cli`, so they agree on messages and statuses. A traceback is printed
@@ -17,6 +18,7 @@ escape sequences, so a message quoting a library's coloured text stays one plain
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -28,6 +30,7 @@ from contextlib import contextmanager
 __all__ = [
     "EXIT_BAD_INPUT",
     "EXIT_FAILED",
+    "STOP_SIGNALS",
     "RunFailed",
     "RunInterrupted",
     "TrainingDiverged",
@@ -38,6 +41,11 @@ __all__ = [
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+# The signals that stop a run with a checkpoint: Ctrl-C, kill/schedulers, a closed terminal or
+# ssh session (SIGHUP, whose default action would kill the run with nothing saved or said).
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
 
 
@@ -50,7 +58,8 @@ class TrainingDiverged(RunFailed):
 
 
 class RunInterrupted(Exception):
-    """A signal ended the command; status 128 + signal number (130 SIGINT, 143 SIGTERM)."""
+    """A signal ended the command; status 128 + signal number (130 SIGINT, 143 SIGTERM,
+    129 SIGHUP)."""
 
     def __init__(self, signum: int, message: str) -> None:
         super().__init__(message)
@@ -81,8 +90,8 @@ def exit_status(error: BaseException) -> int:
 
 @contextmanager
 def _signals_raise():
-    """Until the training loop installs its own handler: SIGINT/SIGTERM end the command with
-    RunInterrupted (one line, 130/143) instead of a bare -15 or a KeyboardInterrupt."""
+    """Until the training loop installs its own handler: SIGINT/SIGTERM/SIGHUP end the command
+    with RunInterrupted (one line, 130/143/129) instead of a bare -15 or a KeyboardInterrupt."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -96,12 +105,18 @@ def _signals_raise():
         name = signal.Signals(signum).name
         raise RunInterrupted(signum, f"interrupted by {name}")
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
         yield
     finally:
         for s, old in previous.items():
             signal.signal(s, old)
+
+
+def _say(line: str) -> None:
+    """The one error line; a closed terminal (SIGHUP) must not turn the status into 1."""
+    with contextlib.suppress(OSError):
+        print(line, file=sys.stderr)
 
 
 def run_cli(body: Callable[[], object], *, abort_message: str = "interrupted") -> int:
@@ -114,7 +129,7 @@ def run_cli(body: Callable[[], object], *, abort_message: str = "interrupted") -
         with _signals_raise():
             result = body()
     except KeyboardInterrupt:
-        print(f"error: {abort_message}", file=sys.stderr)
+        _say(f"error: {abort_message}")
         return exit_status(KeyboardInterrupt())
     except Exception as e:
         if debug:
@@ -124,6 +139,6 @@ def run_cli(body: Callable[[], object], *, abort_message: str = "interrupted") -
         if not isinstance(e, known):
             # Not anticipated: name the type, and how to see where it came from.
             message = f"{type(e).__name__}: {message} (TINYLM_DEBUG=1 shows the traceback)"
-        print(f"error: {message}", file=sys.stderr)
+        _say(f"error: {message}")
         return exit_status(e)
     return result if isinstance(result, int) and not isinstance(result, bool) else 0

@@ -8,23 +8,34 @@ The peak, per device, comes from the first of:
 1. `train.peak_flops` when > 0 (a datasheet number you trust);
 2. on CUDA, `GPU_PEAK_FLOPS` by device name: dense tensor-core peaks (no 2:4 sparsity), bf16 when
    the run autocasts to bf16, TF32 otherwise (train enables TF32 for float32 matmuls on CUDA);
-3. otherwise (CPU, MPS, an unknown GPU) a measurement: the best of a few square matmuls in the
-   run's dtype, taken once per process and cached. On a shared or throttled machine that is what
-   the hardware gives now, not a datasheet number, so CPU MFU reads "fraction of what a plain
-   matmul reaches here" (it can even exceed 1 when the measurement caught a busy moment).
+3. on a CPU, its theoretical peak `cpu_peak_flops`: threads × clock × FLOPs per cycle per core of
+   its widest vector unit (`CPU_FLOPS_PER_CYCLE`, e.g. AVX-512: 2 FMA pipes × 16 fp32 lanes × 2).
+   No core issues more, so MFU ≤ 100 % by construction, and the figure is the same for every
+   run on the machine (a matmul measured per run varied 3× on a shared box and gave 133 %);
+4. otherwise (MPS, an unknown GPU, a CPU whose clock cannot be read) a measurement: the best of a
+   few square matmuls in the run's dtype, taken once per process. That is what the device gives
+   at that moment, not a bound, so its source says so (MFU can then exceed 100 %).
 
-The peak is looked up once, before the loop; in the loop MFU is host arithmetic on the tokens/s
-that the progress bar already shows (no device sync).
+The peak is looked up once, before the loop, and its source printed once; in the loop MFU is
+host arithmetic on the tokens/s that the progress display already shows (no device sync).
 """
 
 from __future__ import annotations
 
 import functools
+import glob
 import time
+from pathlib import Path
 
 import torch
 
-__all__ = ["GPU_PEAK_FLOPS", "measure_matmul_flops", "peak_flops"]
+__all__ = [
+    "CPU_FLOPS_PER_CYCLE",
+    "GPU_PEAK_FLOPS",
+    "cpu_peak_flops",
+    "measure_matmul_flops",
+    "peak_flops",
+]
 
 # Substring of torch.cuda.get_device_name() -> (bf16 dense, tf32 dense) FLOP/s, most specific
 # first (the first match wins). NVIDIA datasheets.
@@ -39,6 +50,81 @@ GPU_PEAK_FLOPS: dict[str, tuple[float, float]] = {
     "A10G": (70e12, 35e12),
     "A10": (125e12, 62.5e12),
 }
+
+
+# CPU feature flag (/proc/cpuinfo) -> (fp32, bf16) FLOPs per cycle per core, widest first (the
+# first flag the CPU has wins). The upper end of each ISA: two FMA pipes × lanes × 2 FLOPs (an
+# FMA). Zen 4 splits AVX-512 over 256-bit pipes (half of this); Intel server cores have two
+# 512-bit pipes. bf16: AVX512-BF16 dot products do twice fp32's work per instruction; AMX tiles
+# 1024 FLOPs/cycle; without either, bf16 matmuls run at the fp32 rate (or slower).
+CPU_FLOPS_PER_CYCLE: dict[str, tuple[int, int]] = {
+    "avx512f": (64, 64),
+    "avx2": (32, 32),  # with FMA3
+    "avx": (16, 16),  # one mul + one add pipe, 8 lanes
+    "sve": (64, 64),  # aarch64, up to 2 × 512-bit
+    "asimd": (32, 32),  # aarch64 NEON: up to 4 × 128-bit FMA pipes
+}
+_BF16_FLOPS_PER_CYCLE = {"amx_bf16": 1024, "avx512_bf16": 128, "bf16": 64}
+
+
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _max_clock_hz(cpuinfo: str) -> float:
+    """The highest clock the kernel reports: cpufreq's maximum, else /proc/cpuinfo's MHz."""
+    khz = []
+    for path in glob.glob("/sys/devices/system/cpu/cpu[0-9]*/cpufreq/cpuinfo_max_freq"):
+        try:
+            khz.append(int(Path(path).read_text().strip()))
+        except (OSError, ValueError):
+            continue
+    if khz:
+        return max(khz) * 1e3
+    mhz = []
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() == "cpu mhz":
+            try:
+                mhz.append(float(value))
+            except ValueError:
+                continue
+    return max(mhz) * 1e6 if mhz else 0.0
+
+
+def cpu_peak_flops(
+    bf16: bool, threads: int | None = None, cpuinfo: str | None = None, clock_hz: float = 0.0
+) -> tuple[float, str] | None:
+    """(theoretical peak FLOP/s of this CPU for the run, how it was computed), or None when its
+    clock or vector unit cannot be read. `threads` defaults to torch's intra-op threads (what
+    the run's matmuls use); `cpuinfo` and `clock_hz` stand in for /proc/cpuinfo and cpufreq."""
+    cpuinfo = _cpuinfo() if cpuinfo is None else cpuinfo
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags |= set(value.split())
+    clock = clock_hz or _max_clock_hz(cpuinfo)
+    unit = next((flag for flag in CPU_FLOPS_PER_CYCLE if flag in flags), None)
+    if unit is None or clock <= 0:
+        return None
+    per_cycle = CPU_FLOPS_PER_CYCLE[unit][1 if bf16 else 0]
+    kind = "fp32"
+    if bf16:
+        fast = next((flag for flag in _BF16_FLOPS_PER_CYCLE if flag in flags), None)
+        if fast is not None and _BF16_FLOPS_PER_CYCLE[fast] > per_cycle:
+            unit, per_cycle = fast, _BF16_FLOPS_PER_CYCLE[fast]
+        kind = "bf16"
+    threads = threads or torch.get_num_threads()
+    peak = threads * clock * per_cycle
+    source = (
+        f"CPU bound: {threads} thread(s) × {clock / 1e9:.2f} GHz × {per_cycle} {kind} "
+        f"FLOP/cycle ({unit})"
+    )
+    return peak, source
 
 
 @functools.cache
@@ -79,6 +165,11 @@ def peak_flops(device: torch.device, bf16: bool, configured: float = 0.0) -> tup
             if key in name:
                 kind = "bf16" if bf16 else "tf32"
                 return (bf16_peak if bf16 else tf32_peak), f"{name} {kind} datasheet"
+    if device.type == "cpu":
+        bound = cpu_peak_flops(bf16)
+        if bound is not None:
+            return bound
     dtype = torch.bfloat16 if bf16 else torch.float32
     measured = measure_matmul_flops(device.type, dtype)
-    return measured, f"measured {str(dtype).removeprefix('torch.')} matmul on {device.type}"
+    name = str(dtype).removeprefix("torch.")
+    return measured, f"measured {name} matmul on {device.type}, not a bound (MFU may exceed 100%)"

@@ -17,11 +17,11 @@ summary) in `runstate.py`, batch seeding and evaluation in `evaluate.py`.
 from __future__ import annotations
 
 import math
+import sys
 import time
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 
 import torch
-from tqdm.auto import tqdm
 
 from tinylm.nn import model_stats
 from tinylm.optim import clip_grad_norm
@@ -30,8 +30,10 @@ from tinylm.train.data import get_batch
 from tinylm.train.errors import TrainingDiverged
 from tinylm.train.evaluate import batch_generator, evaluate
 from tinylm.train.flops import peak_flops
-from tinylm.train.rundir import prepare_run_dir
-from tinylm.train.runstate import RunResult, RunState
+from tinylm.train.metrics import MetricsLog
+from tinylm.train.progress import Progress
+from tinylm.train.rundir import prepare_run_dir, resume_command
+from tinylm.train.runstate import RunResult, RunState, changed_settings, plural, run_title
 from tinylm.train.runtime import (
     Distributed,
     StopFlag,
@@ -60,11 +62,14 @@ def train(
     stop_at: int | None = None,
     progress: bool = True,
     log=print,
+    tty: bool | None = None,
 ) -> RunResult:
     """Train `config.model` as `config` says; returns a summary (with the trained model).
 
     `resume` continues from the newest checkpoint in the run directory; `stop_at` ends (with a
     checkpoint) after that many steps without changing the schedule, as an interruption would.
+    `progress` shows a bar when `tty` (default: stderr is a terminal), else a plain line every
+    train.log_interval steps (see progress.py).
     Raises ValueError / FileNotFoundError / PermissionError for bad input before any training,
     and TrainingDiverged when the loss stops being finite.
     """
@@ -74,13 +79,27 @@ def train(
         device_kind = "cuda" if torch.cuda.is_available() else "cpu"
     dist = setup_distributed(device_kind)
     try:
-        return _train(cfg, dist, resume, stop_at, progress, log if dist.is_main else _quiet)
+        shown = progress and dist.is_main
+        log = _unfailing(log) if dist.is_main else _quiet
+        return _train(cfg, dist, resume, stop_at, shown, tty, log)
     finally:
         dist.close()
 
 
 def _quiet(*args, **kwargs) -> None:
     pass
+
+
+def _unfailing(log):
+    """`log`, dropping what cannot be written: a closed terminal (what sends SIGHUP) fails every
+    write with EIO, a closed pipe with EPIPE, and the run must still checkpoint and end as the
+    signal says rather than die on a progress line. Its files hold what the output would have."""
+
+    def write(*args, **kwargs) -> None:
+        with suppress(OSError):
+            log(*args, **kwargs)
+
+    return write
 
 
 def momentum_record(optimizer) -> dict[str, float]:
@@ -92,7 +111,13 @@ def momentum_record(optimizer) -> dict[str, float]:
 
 
 def _train(
-    cfg: TrainConfig, dist: Distributed, resume: bool, stop_at: int | None, progress: bool, log
+    cfg: TrainConfig,
+    dist: Distributed,
+    resume: bool,
+    stop_at: int | None,
+    progress: bool,
+    tty: bool | None,
+    log,
 ) -> RunResult:
     """Lock the run directory and catch signals for the whole run, then set up and train.
 
@@ -110,10 +135,40 @@ def _train(
                 lock = prepare_run_dir(cfg.run_dir, resume)
             dist.barrier()
             with determinism(device, cfg.train.deterministic):
-                return _run(cfg, dist, resume, stop_at, progress, log, device, stop, setup_start)
+                return _run(
+                    cfg, dist, resume, stop_at, progress, tty, log, device, stop, setup_start
+                )
         finally:
             if lock is not None:
                 lock.release()
+
+
+def _already_done(
+    cfg: TrainConfig, start: ResumePoint, model: torch.nn.Module, baseline: float, log
+) -> RunResult:
+    """A resume at or past train.max_steps: nothing to train, so nothing is written (no sample,
+    no plot, no config); the result reports the run as its log left it."""
+    step = start.step
+    log(
+        f"{cfg.run_dir} is already at step {step} (train.max_steps {cfg.train.max_steps}); "
+        f"nothing to do. To train on: {resume_command(cfg.run.root, cfg.run.name)} "
+        f"--train.max_steps N (N > {step})"
+    )
+    records = [r for r in MetricsLog(cfg.run_dir / "metrics.jsonl").read() if r["step"] <= step]
+    train_losses = [r["train_loss"] for r in records if r.get("train_loss") is not None]
+    val_losses = [r["val_loss"] for r in records if r.get("val_loss") is not None]
+    return RunResult(
+        run_dir=cfg.run_dir,
+        step=step,
+        tokens=start.tokens,
+        wallclock=start.wallclock,
+        train_loss=train_losses[-1] if train_losses else math.nan,
+        val_loss=val_losses[-1] if val_losses else None,
+        unigram_entropy=baseline,
+        checkpoint=start.checkpoint,
+        stopped="already done",
+        model=model,
+    )
 
 
 def _run(
@@ -122,6 +177,7 @@ def _run(
     resume: bool,
     stop_at: int | None,
     progress: bool,
+    tty: bool | None,
     log,
     device: torch.device,
     stop: StopFlag,
@@ -129,13 +185,19 @@ def _run(
 ) -> RunResult:
     # ---- setup: device, data, model, optimizer, resume point --------------------------------
     autocast = autocast_context(device, cfg.compute.dtype)
-    data = load_run_data(cfg, dist, log, progress=progress and dist.is_main)
+    tty = sys.stderr.isatty() if tty is None else tty
+    data = load_run_data(cfg, dist, log, progress=progress and tty)  # BPE bars: terminal only
     model, optimizer, schedule = build_model_and_optimizer(cfg, device)
     start = ResumePoint()
     if resume:
         start = resume_from(cfg, model, optimizer, schedule, log)
         cfg = start.config  # the schedule length a resumed run keeps (see resume_from)
-    run = RunState(cfg, dist, model, optimizer, schedule, start, setup_start)
+        if start.step >= cfg.train.max_steps:
+            return _already_done(cfg, start, model, data.unigram_entropy, log)
+    stats = model_stats(cfg.model)
+    title = run_title(cfg, stats.params)
+    baseline = data.unigram_entropy
+    run = RunState(cfg, dist, model, optimizer, schedule, start, setup_start, baseline, title)
     if resume:
         log(f"resumed from {start.checkpoint} at step {start.step}")
     if dist.is_main:
@@ -151,7 +213,6 @@ def _run(
         ids = [device.index] if device.type == "cuda" else None
         train_model = torch.nn.parallel.DistributedDataParallel(forward_model, device_ids=ids)
 
-    stats = model_stats(cfg.model)
     accum, batch_size = cfg.train.grad_accum, cfg.train.batch_size
     context_length, max_steps = cfg.model.context_length, cfg.train.max_steps
     tokens_per_step = batch_size * context_length * accum * dist.world_size
@@ -162,12 +223,22 @@ def _run(
     flops_per_token = stats.train_flops_per_token
     peak_total = peak * dist.world_size
     budget = cfg.train.max_seconds if cfg.optim.fit_to_time else 0.0
-    log(cfg.to_toml())
+    # A short summary, not the config: config.toml in the run directory holds every setting.
+    changed = changed_settings(cfg)
+    log(f"run dir: {cfg.run_dir} (every setting in its config.toml)")
+    log(f"settings: {', '.join(changed) if changed else 'the defaults (default.toml)'}")
+    m = cfg.model
     log(
         f"model: {stats.params / 1e6:.2f}M params "
-        f"({stats.non_embedding_params / 1e6:.2f}M non-embedding), "
-        f"device {device}, {dist.world_size} process(es), {tokens_per_step:,} tokens/step, "
-        f"{len(data.train):,} train / {len(data.val):,} val tokens"
+        f"({stats.non_embedding_params / 1e6:.2f}M non-embedding): "
+        f"{plural(m.num_layers, 'layer')}, "
+        f"d_model {m.d_model}, {m.num_heads} heads, context {m.context_length}, "
+        f"vocab {m.vocab_size}"
+    )
+    log(
+        f"data: {len(data.train):,} train / {len(data.val):,} val tokens; {tokens_per_step:,} "
+        f"tokens/step ({batch_size} × {context_length} × {accum} micro-batch(es) × "
+        f"{dist.world_size} process(es)) on {device}"
     )
     roles = ", ".join(
         f"{g['role']} {type(opt).__name__} lr {g['base_lr']:.3g}"
@@ -193,19 +264,13 @@ def _run(
     shown_loss = float("nan")
     interval_tokens, interval_time = 0, 0.0
     run.begin()  # wandb, records so far, and the clock
-    bar = tqdm(
-        total=max_steps,
-        initial=run.step,
-        unit="step",
-        disable=not (progress and dist.is_main),
-        dynamic_ncols=True,
-    )
+    display = Progress(max_steps, run.step, enabled=progress, log=log, tty=tty)
     model.train()
     loss_sum, loss_count = torch.zeros((), device=device), 0
     # Handlers go in only now: processes forked during data preparation must keep the default
     # SIGTERM action, or a pool shutting them down could wait forever.
     stop.training(lambda: run.last_checkpoint)
-    with bar, run.recording_failure():
+    with display, run.recording_failure():
         while run.step < end_step:
             step_start = time.perf_counter()
             # Forward/backward over the micro-batches; DDP all-reduces on the last one only.
@@ -248,31 +313,33 @@ def _run(
                 shown_loss = step_loss.item()
                 run.check_finite(shown_loss)
                 run.check_finite(float(norm), "grad norm")
-            if log_now or ckpt_now:
-                # One host sync per interval: the mean loss of the steps since the last one.
-                train_loss = dist.mean(loss_sum).item() / loss_count
-                loss_sum.zero_()
-                loss_count = 0
+            report = log_now or eval_now  # a metrics.jsonl line is written at this step
+            if report or ckpt_now:
+                # One host sync per interval: the mean loss of the steps since the last report
+                # (a checkpoint in between reads it to check it, and leaves the mean running).
+                mean_loss = dist.mean(loss_sum).item() / loss_count
                 grad_norm = float(norm)
-                run.check_finite(train_loss)
+                run.check_finite(mean_loss)
                 run.check_finite(grad_norm, "grad norm")
-                run.check_divergence(train_loss)
-                shown_loss = train_loss if not check_every_step else shown_loss
+                if report:
+                    train_loss = mean_loss
+                    loss_sum.zero_()
+                    loss_count = 0
+                    run.check_divergence(train_loss)
+                    shown_loss = train_loss if not check_every_step else shown_loss
             tokens_per_s = interval_tokens / max(interval_time, 1e-9)
             flops_per_s = tokens_per_s * flops_per_token
             lr = optimizer.param_groups[0]["lr"]  # the "matrix" role's (first in every kind)
-            if check_every_step or log_now:
-                bar.set_postfix(
-                    loss=f"{shown_loss:.3f}",
-                    lr=f"{lr:.2e}",
-                    tok_s=f"{tokens_per_s:,.0f}",
-                    flop_s=f"{flops_per_s:.3g}",
-                    mfu=f"{flops_per_s / peak_total:.1%}",
-                    refresh=False,
-                )
-            bar.update(1)
+            display.update(
+                step,
+                train_loss if log_now else shown_loss,
+                lr,
+                tokens_per_s,
+                flops_per_s / peak_total,
+                report=log_now,
+            )
             record = None
-            if log_now or eval_now:
+            if report:
                 record = {
                     "step": step,
                     "tokens": run.tokens,
@@ -294,7 +361,7 @@ def _run(
                 run.check_finite(val_loss)
                 record["val_loss"] = val_loss
                 message = f"step {step}: train loss {train_loss:.4f}, val loss {val_loss:.4f}"
-                (log if bar.disable else bar.write)(message)
+                display.write(message)
             if record is not None:
                 run.log_metrics(record)
             if interrupted:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from pathlib import Path
 
 try:
@@ -27,6 +28,8 @@ __all__ = [
     "find_checkpoints",
     "prepare_run_dir",
     "remove_stale_temporaries",
+    "resume_command",
+    "resumed_step",
 ]
 
 CHECKPOINT_NAME = re.compile(r"^step_(\d{7,})\.pt$")
@@ -54,6 +57,23 @@ def find_checkpoints(run_dir: str | Path) -> list[Path]:
     return sorted(found, key=checkpoint_step)
 
 
+def resumed_step(run_dir: str | Path) -> int | None:
+    """The step `--resume` would continue from (the newest checkpoint's name), or None."""
+    found = find_checkpoints(run_dir)
+    return checkpoint_step(found[-1]) if found else None
+
+
+def resume_command(root: str, name: str, *extra: str) -> str:
+    """The exact `train-lm` command that continues the run `<root>/<name>`: --resume reads the
+    run's own config.toml, so only the directory must be named (defaults left out)."""
+    args = ["train-lm"]
+    if root != "runs":
+        args += ["--run.root", root]
+    if name != "default":
+        args += ["--run.name", name]
+    return shlex.join([*args, "--resume", *extra])
+
+
 def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:
     """Delete `step_*.pt.tmp` left by a process killed mid-write (call it holding the lock)."""
     directory = Path(run_dir) / "checkpoints"
@@ -75,7 +95,14 @@ class RunLock:
     def acquire(self) -> RunLock:
         if fcntl is None:
             return self
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:  # a directory (or other non-file) where the lock file belongs
+            what = "a directory" if self.path.is_dir() else f"not usable ({e.strerror or e})"
+            raise ValueError(
+                f"lock file {self.path} is {what}; the run directory holds it to keep out a "
+                "second run: remove it, or choose another --run.name"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

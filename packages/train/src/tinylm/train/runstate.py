@@ -21,14 +21,45 @@ import torch
 
 from tinylm.optim import LRSchedule, OptimizerSet
 from tinylm.train.checkpoint import save_checkpoint
-from tinylm.train.config import TrainConfig
+from tinylm.train.config import TrainConfig, load_config
 from tinylm.train.errors import RunFailed, TrainingDiverged, one_line
 from tinylm.train.metrics import MetricsLog, init_wandb, plot_losses
-from tinylm.train.rundir import checkpoint_path, find_checkpoints
+from tinylm.train.rundir import checkpoint_path, find_checkpoints, resume_command
 from tinylm.train.runtime import Distributed, StopFlag, Timer
 from tinylm.train.setup import ResumePoint
 
-__all__ = ["RunResult", "RunState"]
+__all__ = ["RunResult", "RunState", "changed_settings", "plural", "run_title"]
+
+
+def changed_settings(cfg: TrainConfig) -> list[str]:
+    """`section.key=value` for every setting that differs from the shipped default.toml (what
+    plain `train-lm` runs): the part of a config a person chose; config.toml holds the rest."""
+    default = load_config().to_dict()
+    changed = []
+    for section, values in cfg.to_dict().items():
+        for key, value in values.items():
+            if default.get(section, {}).get(key, _UNSET) != value:
+                shown = ",".join(map(str, value)) if isinstance(value, list) else value
+                changed.append(f"{section}.{key}={shown}")
+    return changed
+
+
+_UNSET = object()
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def run_title(cfg: TrainConfig, params: int) -> str:
+    """The run's settings in one line (the loss plot's title)."""
+    m, t, o = cfg.model, cfg.train, cfg.optim
+    batch = f"{t.batch_size}×{t.grad_accum}" if t.grad_accum > 1 else f"{t.batch_size}"
+    return (
+        f"{params / 1e6:.2f}M params ({plural(m.num_layers, 'layer')}, d_model {m.d_model}, ctx "
+        f"{m.context_length}, vocab {m.vocab_size}) · {o.optimizer} lr {o.lr:g} {o.schedule} · "
+        f"batch {batch} · {t.max_steps} steps"
+    )
 
 
 @dataclass
@@ -41,7 +72,7 @@ class RunResult:
     val_loss: float | None
     unigram_entropy: float
     checkpoint: Path | None
-    stopped: str  # "finished" | "interrupted" | "time budget" | "stop_at"
+    stopped: str  # "finished" | "interrupted" | "time budget" | "stop_at" | "already done"
     sample: str | None = None
     signal: str | None = None  # "SIGINT" / "SIGTERM" when stopped == "interrupted"
     timings: dict[str, float] = field(default_factory=dict)  # seconds in data/eval/checkpoint/total
@@ -60,8 +91,11 @@ class RunState:
         schedule: LRSchedule,
         start: ResumePoint,
         setup_start: float,
+        baseline: float | None = None,
+        title: str = "",
     ) -> None:
         self.cfg, self.dist, self.run_dir = cfg, dist, cfg.run_dir
+        self.baseline, self.title = baseline, title  # of the loss plot
         self.model, self.optimizer, self.schedule = model, optimizer, schedule
         self.step, self.tokens, self.clock_offset = start.step, start.tokens, start.wallclock
         self.last_checkpoint = start.checkpoint
@@ -210,7 +244,12 @@ class RunState:
         """Redraw loss.png from the records so far (rank 0; cheap, but not free)."""
         if self.dist.is_main:
             with self.timer("plot"):
-                plot_losses(self.records, self.run_dir / "loss.png", title=self.run_dir.name)
+                plot_losses(
+                    self.records,
+                    self.run_dir / "loss.png",
+                    title=self.title or self.run_dir.name,
+                    baseline=self.baseline,
+                )
 
     def finish(
         self,
@@ -231,9 +270,10 @@ class RunState:
         timings["total"] = round(time.perf_counter() - self.setup_start, 4)
         step, run_dir = self.step, self.run_dir
         if stopped == "interrupted":
+            command = resume_command(self.cfg.run.root, self.cfg.run.name)
             log(
                 f"interrupted by {stop.signal} at step {step}; checkpoint {self.last_checkpoint}; "
-                "continue with --resume"
+                f"continue with: {command}"
             )
         elif stopped == "time budget":
             log(
@@ -241,8 +281,9 @@ class RunState:
                 f"checkpoint {self.last_checkpoint}"
             )
         val_text = f"{val_loss:.4f}" if val_loss is not None else "n/a"
+        train_text = f"{train_loss:.4f}" if math.isfinite(train_loss) else "n/a"
         log(
-            f"done: step {step}, train loss {train_loss:.4f}, val loss {val_text} "
+            f"done: step {step}, train loss {train_text}, val loss {val_text} "
             f"(unigram baseline {baseline:.4f}), {wallclock:.1f} s, run dir {run_dir}"
         )
         return RunResult(

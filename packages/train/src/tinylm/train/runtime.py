@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from tinylm.train.errors import RunInterrupted
+from tinylm.train.errors import STOP_SIGNALS, RunInterrupted
 
 __all__ = [
     "Distributed",
@@ -128,9 +128,11 @@ def autocast_context(device: torch.device, dtype: str):
 
 
 class StopFlag:
-    """SIGINT/SIGTERM handling for one run, by phase (each path: one line, a defined status).
+    """SIGINT/SIGTERM/SIGHUP handling for one run, by phase (each path: one line, a defined
+    status). SIGHUP (the terminal or ssh session closed) is treated like SIGTERM: a run started
+    from a terminal that goes away keeps its work.
 
-    setup      nothing to save yet: raise RunInterrupted at once (130 / 143)
+    setup      nothing to save yet: raise RunInterrupted at once (130 / 143 / 129)
     training   the first signal sets `signal`: the loop finishes the step, checkpoints, stops;
                a second one raises RunInterrupted at once, naming the last checkpoint
     finishing  after the last checkpoint: raise RunInterrupted at once, naming it
@@ -176,7 +178,7 @@ class StopFlag:
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
-        previous = {s: signal.signal(s, self) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = {s: signal.signal(s, self) for s in STOP_SIGNALS}
         try:
             yield self
         finally:
