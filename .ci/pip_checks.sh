@@ -23,6 +23,8 @@ pip_in() {
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 start=$SECONDS
+lap=$SECONDS
+lap() { echo "   ($((SECONDS - lap)) s)"; lap=$SECONDS; }
 python=$(uv run --no-sync python -c 'import sys; print(sys.executable)')
 
 echo "-- pip: ./packages/bpe alone"
@@ -53,6 +55,7 @@ else:
     raise SystemExit("bpe alone pulled in torch")
 print(f"bpe alone: encode round-trips ({len(ids)} tokens), no torch")
 EOF
+lap
 
 echo "-- pip: ./packages/train alone must be refused (a clean venv)"
 uv venv --quiet --seed --python "$python" "$tmp/pipset"
@@ -67,6 +70,7 @@ if ! grep -q -E "(bpe|nn|optim)==0.1.0\+tinylm" "$tmp/train.log" || grep -q "Wou
     exit 1
 fi
 grep -m1 -E "No matching distribution|ResolutionImpossible" "$tmp/train.log"
+lap
 
 echo "-- pip: the set ./packages/{bpe,nn,optim,train} resolves to these four (dry run)"
 pip_in "$tmp/pipset" install --quiet --dry-run --report "$tmp/report.json" \
@@ -81,6 +85,7 @@ for name in ("bpe", "nn", "optim", "train"):
     assert versions.get(name) == "0.1.0+tinylm", (name, versions.get(name))
 print(f"pip resolves the set: {len(versions)} distributions, the four siblings from this repo")
 EOF
+lap
 
 echo "-- uv pip: the set installed (non-editable), train-lm --help"
 uv pip freeze --python "$python" --exclude-editable >"$tmp/constraints.txt"
@@ -97,4 +102,5 @@ for name in ("tinystories", "openprose"):
     assert bundled_corpus(name).stat().st_size > 1_000_000, name
 print("installed set: train-lm --help works; both bundled corpora ship in the train wheel")
 ')
+lap
 echo "pip checks: $((SECONDS - start)) s"
