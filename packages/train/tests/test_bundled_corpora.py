@@ -2,11 +2,12 @@
 
 import hashlib
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from tinylm.train import DataConfig, bundled_corpus, prepare_data
+from tinylm.train import DataConfig, bundled_corpus, load_config, prepare_data
 
 EOT = "<|endoftext|>"
 LICENSES = Path(bundled_corpus("openprose")).parent / "LICENSES.md"
@@ -40,3 +41,17 @@ def test_data_text_names_a_bundled_corpus(tmp_path):
 def test_unknown_bundled_name_is_an_error_naming_the_choices():
     with pytest.raises(ValueError, match=re.escape("bundled: openprose, tinystories")):
         bundled_corpus("tinystory")
+
+
+def test_the_default_run_trains_on_tinystories(tmp_path):
+    """The embedded default run's corpus: default.toml leaves data.text empty, meaning TinyStories
+    (its 2-minute sample read better than openprose's at the same 600 steps; README)."""
+    data = replace(load_config().data, text_bytes=60_000, vocab_size=280, tokenizer_bytes=0)
+    assert data.text == ""
+    prepared = prepare_data(data, tmp_path, log=lambda *a: None)
+    assert prepared.tokenizer_dir.name.startswith("tinystories_2M-")
+    assert (
+        (prepared.tokenizer_dir / "train.txt")
+        .read_text(encoding="utf-8")
+        .startswith(bundled_corpus("tinystories").read_text(encoding="utf-8")[:1000])
+    )

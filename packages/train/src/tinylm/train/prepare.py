@@ -37,7 +37,7 @@ __all__ = [
 # Corpora shipped in this package's data/ (licences and attribution in data/LICENSES.md). A
 # `data.text` equal to one of these names means that file; "" means DEFAULT_CORPUS.
 BUNDLED_CORPORA = {"openprose": "openprose_4M.txt", "tinystories": "tinystories_2M.txt"}
-DEFAULT_CORPUS = "openprose"
+DEFAULT_CORPUS = "tinystories"
 
 
 @dataclass(frozen=True)
