@@ -9,17 +9,23 @@ Hypothesis: no per-example deadline anywhere (a loaded CI box must not fail a pr
 being slow), and under CI (`CI` set) a derandomized search, so a CI run draws the same examples
 every time and cannot turn red on a new random draw; local runs keep exploring, and an edge case
 they find is pinned with `@example` (as in optim's test_lr_schedule).
+
+Both are set only where installed: bpe's own suite (`uv run --package bpe pytest packages/bpe`)
+runs in an environment without torch, and must not need it.
 """
 
+import importlib.util
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import torch  # after the variable, so that torch's pool starts with it
+if importlib.util.find_spec("torch") is not None:
+    import torch  # after the variable, so that torch's pool starts with it
 
-torch.set_num_threads(1)
+    torch.set_num_threads(1)
 
-from hypothesis import settings  # noqa: E402
+if importlib.util.find_spec("hypothesis") is not None:
+    from hypothesis import settings
 
-settings.register_profile("tinylm", deadline=None, derandomize=bool(os.environ.get("CI")))
-settings.load_profile("tinylm")
+    settings.register_profile("tinylm", deadline=None, derandomize=bool(os.environ.get("CI")))
+    settings.load_profile("tinylm")

@@ -26,7 +26,7 @@ from tinylm.apps import (
 )
 from tinylm.apps.budget import describe_plan
 from tinylm.nn import model_stats
-from tinylm.train import load_tokenizer, prepare_text_files
+from tinylm.train import bundled_corpus, load_tokenizer, prepare_text_files
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "packages" / "train" / "src" / "tinylm" / "train" / "data" / "openprose_4M.txt"
@@ -361,3 +361,43 @@ def test_interrupted_run_exits_like_train_lm(monkeypatch, tmp_path, signal_name,
     assert run_command("tinystories", argv) == status
     result.stopped, result.signal = "finished", None
     assert run_command("tinystories", argv) == 0
+
+
+def test_tinystories_without_data_runs_on_the_bundled_sample(tmp_path, capsys):
+    """No --train-text/--val-text: the TinyStories sample tinylm.train ships, split by whole
+    stories, end to end (BPE → tokens → train → eval → sample → report), through tinylm-run."""
+    out = tmp_path / "ts"
+    argv = ["tinystories", "--out", str(out), *TINY, "--data.tokenizer_bytes", "50000"]
+    assert main(argv) == 0
+    assert "bundled tinystories sample" in capsys.readouterr().out
+
+    source = bundled_corpus("tinystories").read_text(encoding="utf-8")
+    train = (out / "data" / "bundled" / "train.txt").read_text(encoding="utf-8")
+    val = (out / "data" / "bundled" / "val.txt").read_text(encoding="utf-8")
+    assert train + val == source  # a split, nothing lost or added
+    assert val.count(f"{EOT}\n") == round(source.count(f"{EOT}\n") * 0.05) > 0
+    assert train.endswith(f"{EOT}\n") and val.startswith(source[len(train) :][:200])
+
+    app, config = load_run_config(out / "run.toml")
+    assert (
+        app.bundled == "tinystories"
+        and Path(app.train_text) == out / "data" / "bundled" / "train.txt"
+    )
+    assert config.model.d_model == 32  # the command line still wins over the bundled overlay
+    evals = [r for r in _metrics(out) if r["val_loss"] is not None]
+    assert [r["step"] for r in evals] == [5, 10]
+    assert (out / "sample.txt").read_text().startswith("Once upon a time")
+    report = (out / "report.md").read_text()
+    assert "bundled 2 MB sample" in report.splitlines()[0]
+    assert f"final val loss: **{evals[-1]['val_loss']:.4f}**" in report
+
+    # --resume reads the same split (run.toml), so nothing is re-encoded.
+    assert main([*argv, "--resume", "--train.max_steps", "12"]) == 0
+    assert "tokenizer: training" not in capsys.readouterr().out
+    assert _metrics(out)[-1]["step"] == 12
+
+
+def test_tinystories_help_shows_the_bundled_overlay(capsys):
+    assert run_command("tinystories", ["--help"]) == 0
+    text = capsys.readouterr().out
+    assert 'bundled = "tinystories"' in text and "tinystories_bundled.toml" in text

@@ -9,7 +9,7 @@ from tinylm.train import TrainConfig, bundled_corpus
 
 @pytest.fixture(scope="session")
 def corpus_text() -> str:
-    with open(bundled_corpus(), encoding="utf-8") as f:
+    with open(bundled_corpus("openprose"), encoding="utf-8") as f:
         return f.read(40_000)
 
 

@@ -152,7 +152,7 @@ def accounting_markdown(
         "",
     ]
     lines += model_tables()
-    path = Path(corpus) if corpus else bundled_corpus()
+    path = Path(corpus) if corpus else bundled_corpus("openprose")
     text = path.read_text(encoding="utf-8", errors="ignore")
     if tokenizer_dir:
         tokenizer, where = load_tokenizer(tokenizer_dir, (SPECIAL,)), f"`{tokenizer_dir}`"

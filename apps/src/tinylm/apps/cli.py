@@ -1,5 +1,6 @@
 """Console scripts: `tinystories`, `owt`, `leaderboard` (and `tinylm-run NAME`), one run each.
 
+    tinystories            # the bundled 2 MB TinyStories sample, a CPU-sized model: minutes
     tinystories --train-text TinyStoriesV2-GPT4-train.txt --val-text TinyStoriesV2-GPT4-valid.txt
     owt --train-text owt_train.txt --val-text owt_valid.txt --out runs/owt --optim.lr 2e-3
     leaderboard --train-text owt_train.txt --val-text owt_valid.txt --budget-hours 1.5
@@ -16,34 +17,38 @@ import os
 import signal
 import sys
 
-from tinylm.apps.config import RUNS, load_run_config, run_config_path
+from tinylm.apps.config import RUNS, bundled_config_path, load_run_config, run_config_path
 from tinylm.apps.pipeline import run_pipeline
 from tinylm.train import run_cli, split_command_line
 
-__all__ = ["leaderboard", "main", "owt", "run_command", "tinystories"]
+__all__ = ["leaderboard", "main", "owt", "run_command", "tinystories", "usage"]
 
-USAGE = """usage: {name} --train-text FILE --val-text FILE [--out DIR] [--config FILE] [--resume]
+USAGE = """usage: {name} [--train-text FILE --val-text FILE] [--out DIR] [--config FILE] [--resume]
             [--budget-hours H] [--device DEV] [--compile] [--no-progress] [--section.key VALUE ...]
 
 {what}
-  --train-text FILE  raw training text (documents separated by <|endoftext|>)
-  --val-text FILE    raw validation text
-  --out DIR          run directory (default runs/{name}); everything the run writes goes there
+  --train-text FILE  raw training text (documents separated by <|endoftext|>); default:
+                     {train_default}
+  --val-text FILE    raw validation text; default: {val_default}
+  --out DIR          run directory (default: runs/{name}); everything the run writes goes there
   --config FILE      a TOML overlaid on the shipped config below: it needs only the keys it
                      changes; on --resume the run's own run.toml is used unless --config is given
-  --resume           continue the run in --out from its newest checkpoint
-  --budget-hours H   wall-clock budget of training (app.budget_hours; 0 = none)
-  --device DEV       auto | cpu | cuda | cuda:N | mps (train.device)
-  --compile          torch.compile the model (compute.compile)
-  --no-progress      no progress bars
+                     (default: none)
+  --resume           continue the run in --out from its newest checkpoint (default: a fresh run)
+  --budget-hours H   wall-clock budget of training, app.budget_hours (default: {budget:g}; 0 = none)
+  --device DEV       auto | cpu | cuda | cuda:N | mps, train.device (default: {device})
+  --compile          torch.compile the model, compute.compile (default: {compile})
+  --no-progress      no progress bars (default: progress bars)
   --section.key V    override any config key: data, model, optim, train, eval, run, sample, app
-
+{bundled}
 Shipped config ({path}):
 
 {config}"""
 
 WHAT = {
-    "tinystories": "TinyStories: 10K BPE, the 17M-parameter model at context 256, then a report.",
+    "tinystories": "TinyStories: 10K BPE, the 17M-parameter model at context 256, then a report.\n"
+    "With no --train-text/--val-text: the 2 MB TinyStories sample tinylm.train bundles, at a size\n"
+    "that trains in minutes on a CPU (the overlay below).",
     "owt": "OpenWebText: 32K BPE, the same model body at context 256, then a report.",
     "leaderboard": "Leaderboard: OpenWebText, best val loss at context 512 within a wall-clock "
     "budget (default 1.5 h), enforced by the run.",
@@ -76,8 +81,7 @@ def run_command(name: str, argv: list[str] | None = None) -> int:
     """Run `name` (tinystories | owt | leaderboard) with command-line arguments; exit status."""
     argv = sys.argv[1:] if argv is None else argv
     if "-h" in argv or "--help" in argv:
-        path = run_config_path(name)
-        print(USAGE.format(name=name, what=WHAT[name], path=path, config=path.read_text()))
+        print(usage(name))
         return 0
 
     def run() -> None:
@@ -93,13 +97,48 @@ def run_command(name: str, argv: list[str] | None = None) -> int:
                 "(keys it does not set keep the shipped values)",
                 file=sys.stderr,
             )
-        app, config = load_run_config(source, overrides, base=name if options["config"] else None)
+        base = name if options["config"] else None
+        given = (
+            options["config"]
+            or options["resume"]
+            or ({"app.train_text", "app.val_text"} & set(overrides))
+        )
+        bundled = bundled_config_path(name)
+        if bundled is not None and not given:
+            source, base = bundled, name  # no data files: the bundled corpus, at its size
+        app, config = load_run_config(source, overrides, base=base)
         done = run_pipeline(
             app, config, out, resume=bool(options["resume"]), progress=bool(options["progress"])
         )
         return interrupted_status(done.result)
 
     return run_cli(run)
+
+
+def usage(name: str) -> str:
+    """The --help text: every option with its default, then the shipped config (and overlay)."""
+    path = run_config_path(name)
+    app, config = load_run_config(name)
+    bundled = bundled_config_path(name)
+    missing = "none, required" if bundled is None else "the bundled corpus (below)"
+    overlay_text = ""
+    if bundled is not None:
+        overlay_text = (
+            "\nWith no --train-text/--val-text (and no --config/--resume), this overlay on the\n"
+            f"shipped config is used ({bundled}):\n\n{bundled.read_text()}"
+        )
+    return USAGE.format(
+        name=name,
+        what=WHAT[name],
+        train_default=app.train_text or missing,
+        val_default=app.val_text or missing,
+        budget=app.budget_hours,
+        device=config.train.device,
+        compile=str(config.compute.compile).lower(),
+        bundled=overlay_text,
+        path=path,
+        config=path.read_text(),
+    )
 
 
 def interrupted_status(result) -> int:
@@ -113,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     """`tinylm-run NAME [options]`."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: tinylm-run {{{','.join(RUNS)}}} [options]  (tinylm-run NAME --help)")
+        print(f"usage: tinylm-run {{{','.join(RUNS)}}} [options]\n")
+        for name in RUNS:
+            print(f"  {name:<12} {WHAT[name].splitlines()[0]}")
+        print("\ntinylm-run NAME --help lists NAME's options with their defaults and its config.")
         return 0 if argv else 2
     if argv[0] not in RUNS:
         close = difflib.get_close_matches(argv[0], RUNS, n=1)

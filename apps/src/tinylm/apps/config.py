@@ -27,6 +27,7 @@ from tinylm.train import TrainConfig, apply_overrides, atomic_write
 __all__ = [
     "RUNS",
     "AppConfig",
+    "bundled_config_path",
     "load_run_config",
     "overlay",
     "run_config_path",
@@ -41,6 +42,9 @@ class AppConfig:
     title: str = ""  # headline of report.md
     train_text: str = ""  # raw training text (documents separated by the first special token)
     val_text: str = ""  # raw validation text
+    # A corpus tinylm.train bundles ("tinystories"), split into train/val when neither text
+    # file is given (see bundled.py); "" = the files are required.
+    bundled: str = ""
     budget_hours: float = 0.0  # wall-clock budget of the training stage; 0 = none
     calibrate_steps: int = 0  # steps timed before the step count is fitted to the budget; 0 = off
     budget_margin: float = 0.03  # fraction of the budget kept free for timing noise
@@ -56,6 +60,14 @@ class AppConfig:
     @property
     def budget_seconds(self) -> float:
         return self.budget_hours * 3600.0
+
+
+def bundled_config_path(name: str) -> Path | None:
+    """The overlay a named run uses when no data files are given (configs/NAME_bundled.toml:
+    the bundled corpus and a model sized for it), or None when the run has none."""
+    run_config_path(name)  # the same check of the name
+    path = Path(str(resources.files("tinylm.apps") / "configs" / f"{name}_bundled.toml"))
+    return path if path.is_file() else None
 
 
 def run_config_path(name: str) -> Path:

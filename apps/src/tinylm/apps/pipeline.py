@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tinylm.apps.budget import describe_plan, plan_budget, uncalibrated_max_seconds
+from tinylm.apps.bundled import split_bundled
 from tinylm.apps.config import AppConfig, save_run_config
 from tinylm.apps.report import write_report
 from tinylm.train import (
@@ -68,12 +69,15 @@ def run_pipeline(
 ) -> PipelineResult:
     out = Path(out)
     config = config.replace(run={"root": str(out.parent), "name": out.name})
+    check_resume(out, resume, flag="--out")  # train's rule; train() checks again under its lock
+    if app.bundled and not (app.train_text or app.val_text):
+        eot = config.data.special_tokens[0] if config.data.special_tokens else "<|endoftext|>"
+        app = split_bundled(app, out / "data" / "bundled", eot, log=log)
     for value, flag in ((app.train_text, "--train-text"), (app.val_text, "--val-text")):
         if not value:
             raise ValueError(f"{flag} is required (or set app.{flag[2:].replace('-', '_')})")
         if not Path(value).is_file():
             raise FileNotFoundError(f"text file not found: {value} ({flag})")
-    check_resume(out, resume, flag="--out")  # train's rule; train() checks again under its lock
 
     start = time.perf_counter()
     # train's two-file preparation, into the run's own data/; train() then reads the tokens.

@@ -46,18 +46,22 @@ finished ones, resumes cut-short ones, and writes <out>/<study>/report.md.
   recipe      baseline vs train-lm --config modern at equal wall-clock
   all         the four above, one after the other
   accounting  parameters/FLOPs/memory/MFU-days and tokenizer numbers (no training)
-  --scale S         cpu (default: bundled corpus, the default run's model; {", ".join(SCALES)})
-  --train-text F    raw text for the tokenizer and training (needed by --scale h100)
-  --val-text F      raw validation text
+  --scale S         {" | ".join(SCALES)} (default: cpu: the bundled openprose corpus and the
+                    default run's model)
+  --train-text F    raw text for the tokenizer and training (needed by --scale h100; default:
+                    the bundled corpus)
+  --val-text F      raw validation text (goes with --train-text; default: none)
   --out DIR         parent of the study directories (default runs/studies)
-  --jobs N          points run at once (CUDA: one per visible GPU)
+  --jobs N          points run at once (default: 1; CUDA: one per visible GPU)
   --print-commands  print the train-lm command of every unfinished point, one per line, and exit
                     (the data is prepared first, so the commands only train)
   --memory-gb G     batch study: memory budget that caps the batch (default 2 on cpu, 80 h100)
-  --max-batch B     batch study: the largest batch to try (overrides the memory budget)
-  --only P1,P2      run (or print) only these points, by directory name (e.g. lr-1e-3)
+  --max-batch B     batch study: the largest batch to try (overrides the memory budget;
+                    default: none)
+  --only P1,P2      run (or print) only these points, by directory name (e.g. lr-1e-3;
+                    default: every point)
   --tokenizer DIR   accounting: vocab.json + merges.txt to measure (default: train one here)
-  --corpus FILE     accounting: text to sample documents from (default: the bundled corpus)
+  --corpus FILE     accounting: text to sample documents from (default: the bundled openprose)
   --section.key V   any train-lm config key, applied to every point (swept keys stay the study's)
 """
 VALUE_OPTIONS = dict.fromkeys(

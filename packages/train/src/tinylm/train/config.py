@@ -62,7 +62,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DataConfig:
-    text: str = ""  # raw text corpus; "" = the bundled openprose_4M.txt
+    text: str = ""  # raw text; a bundled corpus's name (tinystories, openprose); "" = tinystories
     # A separate validation file (e.g. TinyStories' valid.txt): with it, `text` is the train file
     # and nothing is split; both are used whole and streamed (text_bytes and val_fraction are
     # for a single `text`), and the BPE is trained on the first `tokenizer_bytes` of `text`.

@@ -28,7 +28,19 @@ from tinylm.train.config import DataConfig
 from tinylm.train.errors import RunFailed
 from tinylm.train.files import atomic_write
 
-__all__ = ["PreparedData", "bundled_corpus", "load_tokenizer", "prepare_data"]
+__all__ = [
+    "BUNDLED_CORPORA",
+    "DEFAULT_CORPUS",
+    "PreparedData",
+    "bundled_corpus",
+    "load_tokenizer",
+    "prepare_data",
+]
+
+# Corpora shipped in this package's data/ (licences and attribution in data/LICENSES.md). A
+# `data.text` equal to one of these names means that file; "" means DEFAULT_CORPUS.
+BUNDLED_CORPORA = {"openprose": "openprose_4M.txt", "tinystories": "tinystories_2M.txt"}
+DEFAULT_CORPUS = "tinystories"
 
 _SPACE_HINT = "; free space there or set data.cache_dir to another disk"
 
@@ -53,9 +65,19 @@ class PreparedData:
         }
 
 
-def bundled_corpus() -> Path:
-    """The ~4 MB openprose corpus shipped in this package (licences in data/LICENSES.md)."""
-    return Path(str(resources.files("tinylm.train") / "data" / "openprose_4M.txt"))
+def bundled_corpus(name: str = DEFAULT_CORPUS) -> Path:
+    """A corpus shipped in this package: "tinystories" (2 MB of real TinyStories) or
+    "openprose" (4 MB of permissively licensed prose); see data/LICENSES.md."""
+    if name not in BUNDLED_CORPORA:
+        raise ValueError(f"no bundled corpus '{name}' (bundled: {', '.join(BUNDLED_CORPORA)})")
+    return Path(str(resources.files("tinylm.train") / "data" / BUNDLED_CORPORA[name]))
+
+
+def text_source(text: str) -> Path:
+    """The file `data.text` names: a path, a bundled corpus's name, or "" (the default one)."""
+    if not text or text in BUNDLED_CORPORA:
+        return bundled_corpus(text or DEFAULT_CORPUS)
+    return Path(text)
 
 
 def load_tokenizer(
@@ -136,7 +158,7 @@ def prepare_data(
             config.text, config.val_text, config, out, progress=progress, log=log
         )
 
-    text_path = Path(config.text) if config.text else bundled_corpus()
+    text_path = text_source(config.text)
     if not text_path.is_file():
         raise FileNotFoundError(f"text file not found: {text_path} (data.text)")
     if not 0 < config.val_fraction < 1:
