@@ -8,8 +8,16 @@ tok.save_hf("tokenizer.json"); tok = Tokenizer.from_hf("tokenizer.json")  # HF t
 """
 
 from tinylm.bpe.files import bytes_to_unicode
+from tinylm.bpe.native import native_available
 from tinylm.bpe.pretokenize import GPT2_PATTERN, find_chunk_boundaries
 from tinylm.bpe.tokenizer import Tokenizer
 from tinylm.bpe.train import train_bpe
 
-__all__ = ["GPT2_PATTERN", "Tokenizer", "bytes_to_unicode", "find_chunk_boundaries", "train_bpe"]
+__all__ = [
+    "GPT2_PATTERN",
+    "Tokenizer",
+    "bytes_to_unicode",
+    "find_chunk_boundaries",
+    "native_available",
+    "train_bpe",
+]
