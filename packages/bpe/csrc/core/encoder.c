@@ -37,26 +37,30 @@ typedef struct {
 
 /* -- the work, without the GIL --------------------------------------------------------------- */
 
+static inline void encode_piece(const Encoder *e, PieceCache *cache, const uint8_t *p, size_t len,
+                                IdVec *out) {
+    if (len == 1) {
+        idvec_push(out, e->byte_ids[p[0]]);
+        return;
+    }
+    if (!cache || len > CACHE_MAX_PIECE) {
+        if (bpe_merge(&e->pairs, e->byte_ids, p, len, out) < 0) out->oom = 1;
+        return;
+    }
+    uint64_t h = bpe_hash_bytes(p, len);
+    if (cache_get(cache, h, p, len, out)) return;
+    size_t start = out->n;
+    if (bpe_merge(&e->pairs, e->byte_ids, p, len, out) == 0)
+        cache_put(cache, h, p, len, out->v + start, out->n - start);
+    else
+        out->oom = 1;
+}
+
 static void encode_ordinary(const Encoder *e, PieceCache *cache, const uint8_t *s, size_t n, IdVec *out) {
     for (size_t i = 0; i < n && !out->oom;) {
-        size_t j = bpe_next_pretoken(s, n, i), len = j - i;
-        const uint8_t *p = s + i;
+        size_t j = bpe_next_pretoken(s, n, i);
+        encode_piece(e, cache, s + i, j - i, out);
         i = j;
-        if (len == 1) {
-            idvec_push(out, e->byte_ids[p[0]]);
-            continue;
-        }
-        if (!cache || len > CACHE_MAX_PIECE) {
-            bpe_merge(&e->pairs, e->byte_ids, p, len, out);
-            continue;
-        }
-        uint64_t h = bpe_hash_bytes(p, len);
-        if (cache_get(cache, h, p, len, out)) continue;
-        size_t start = out->n;
-        if (bpe_merge(&e->pairs, e->byte_ids, p, len, out) == 0)
-            cache_put(cache, h, p, len, out->v + start, out->n - start);
-        else
-            out->oom = 1;
     }
 }
 
@@ -101,11 +105,11 @@ static size_t encode_settled(const Encoder *e, PieceCache *cache, const uint8_t 
     if (k < lookahead) n = 0; /* shorter than the lookahead: nothing is settled */
     for (size_t i = 0; i < n;) {
         size_t j = bpe_next_pretoken(s, n, i);
-        if (j == n || i > tail) break;
+        if (j == n || i > tail || out->oom) break;
+        encode_piece(e, cache, s + i, j - i, out); /* not a rescan of s[:cut]: its end differs */
         cut = j;
         i = j;
     }
-    encode_ordinary(e, cache, s, cut, out);
     return cut;
 }
 

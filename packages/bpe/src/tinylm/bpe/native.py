@@ -59,3 +59,20 @@ def load(name: str) -> ModuleType | None:
 def native_available() -> bool:
     """True when the native core (scanner and encoder) is in use, False on the reference path."""
     return load("_core") is not None
+
+
+def encoder(
+    byte_ids: list[int],
+    ranks: dict[tuple[int, int], int],
+    merged_id_by_rank: list[int],
+    special_ids: dict[str, int],
+    cache_entries: int,
+):
+    """A compiled `_core.Encoder` over these tables, or None for the reference path (native core
+    off or not built). Every id must be in [0, 2**31) (the caller checks)."""
+    core = load("_core")
+    if core is None:
+        return None
+    merges = [(a, b, rank, merged_id_by_rank[rank]) for (a, b), rank in ranks.items()]
+    specials = [(token.encode("utf-8"), i) for token, i in special_ids.items()]
+    return core.Encoder(byte_ids, merges, specials, cache_entries)
