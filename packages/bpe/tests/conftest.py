@@ -19,7 +19,11 @@ FIXTURES = Path(__file__).parent / "fixtures"
 EOT = "<|endoftext|>"
 
 
-@pytest.fixture(scope="session", params=["native", "reference"], autouse=True)
+# TINYLM_BPE_TEST_PATHS=native (or reference) runs one half only (scripts/sanitize.sh does).
+PATHS = os.environ.get("TINYLM_BPE_TEST_PATHS", "native,reference").split(",")
+
+
+@pytest.fixture(scope="session", params=PATHS, autouse=True)
 def bpe_path(request) -> str:
     """Which implementation the test runs on: "native" or "reference"."""
     old = os.environ.get("TINYLM_BPE_NATIVE")

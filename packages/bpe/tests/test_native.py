@@ -197,6 +197,9 @@ def test_threads_share_one_tokenizer_safely(pair):
     assert nat.encode_batch(texts, num_threads=4) == expected
     assert nat.encode_batch(texts) == expected
     assert nat.encode_batch([]) == []
+    lines = [*base.splitlines(keepends=True), "", EOT, "x" * 10_000]  # many texts, uneven sizes
+    for threads in (1, 2, 3):
+        assert nat.encode_batch(iter(lines), num_threads=threads) == [ref.encode(t) for t in lines]
 
 
 def test_cache_is_bounded(gpt2_tokenizer, monkeypatch):

@@ -231,12 +231,24 @@ class Tokenizer:
         them. Threads run in parallel only with the native core (it releases the GIL); the
         reference path encodes one text after another.
         """
-        texts = list(texts)
-        threads = min(num_threads or os.cpu_count() or 1, len(texts))
-        if self._native is None or threads <= 1:
+        texts = texts if isinstance(texts, list) else list(texts)
+        if self._native is None:
             return [self.encode(text) for text in texts]
+        threads = min(num_threads or os.cpu_count() or 1, len(texts))
+        if threads <= 1:
+            return self._native.encode_many(texts)
+        # Contiguous groups of about equal length, a few per thread (load balance): one native
+        # call, so one GIL release, per group rather than per text.
+        groups, bounds = 4 * threads, [0]
+        total, running = sum(map(len, texts)) or 1, 0
+        for i, text in enumerate(texts):
+            running += len(text)
+            if running * groups >= total * len(bounds) and i + 1 < len(texts):
+                bounds.append(i + 1)
+        bounds.append(len(texts))
+        parts = [texts[a:b] for a, b in itertools.pairwise(bounds)]
         with ThreadPoolExecutor(threads) as pool:
-            return list(pool.map(self._native.encode, texts))
+            return list(chain.from_iterable(pool.map(self._native.encode_many, parts)))
 
     def encode_iterable(self, iterable: Iterable[str]) -> Iterator[int]:
         """Lazily encode a stream of strings (e.g. a file's lines) as if they were one string.
