@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -231,6 +233,41 @@ def test_ids_above_uint16_go_to_uint32_files(tmp_path):
     ids = encode_file(nat, tmp_path / "in.txt", tmp_path / "out.npy", num_workers=2)
     assert ids.dtype == np.uint32
     assert ids.tolist() == ref.encode(text)
+
+
+_OUT_OF_MEMORY_CHILD = """
+import resource, sys
+from tinylm.bpe import Tokenizer
+tok = Tokenizer.from_files(sys.argv[1] + "/gpt2_vocab.json", sys.argv[1] + "/gpt2_merges.txt")
+text = "ab " * 5_000_000  # 10M ids: 40 MB of uint32 in the C buffer
+assert tok.is_native and tok.encode("ab ab") == [397, 450]
+with open("/proc/self/statm") as f:
+    used = int(f.read().split()[0]) * resource.getpagesize()
+limit = used + (16 << 20)
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+for call in (lambda: tok._native.encode_to_bytes(text, 2), lambda: tok.encode(text)):
+    try:
+        call()
+        print("no error")
+    except MemoryError:
+        print("MemoryError")
+"""
+
+
+@pytest.mark.skipif(
+    "asan" in os.environ.get("LD_PRELOAD", "") or not sys.platform.startswith("linux"),
+    reason="needs Linux address-space limits, which ASan's shadow memory cannot live with",
+)
+def test_allocation_failure_is_a_memory_error():
+    child = subprocess.run(
+        [sys.executable, "-c", _OUT_OF_MEMORY_CHILD, str(FIXTURES)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TINYLM_BPE_NATIVE": "1"},
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.split() == ["MemoryError", "MemoryError"]
 
 
 # -- switching paths ---------------------------------------------------------------------------

@@ -21,6 +21,7 @@ int utf8_text(PyObject *str, Utf8Text *out) {
         PyErr_Format(PyExc_TypeError, "expected str, got %.100s", Py_TYPE(str)->tp_name);
         return -1;
     }
+    if (PyUnicode_READY(str) < 0) return -1;
     if (PyUnicode_IS_ASCII(str)) { /* a compact ASCII str stores its UTF-8 */
         out->s = (const uint8_t *)PyUnicode_DATA(str);
         out->n = (size_t)PyUnicode_GET_LENGTH(str);
