@@ -147,7 +147,8 @@ static HeapItem heap_pop(HeapItem *heap, size_t *n) {
 
 static int merge_large(const PairTable *pairs, const uint32_t byte_ids[256], const uint8_t *p,
                        size_t m, IdVec *out) {
-    if (m >= NONE / 3) return -1; /* positions are uint32 */
+    /* positions are uint32; the heap holds up to 3m items */
+    if (m >= NONE / 3 || m > SIZE_MAX / (3 * sizeof(HeapItem))) return -1;
     uint32_t *ids = malloc(m * sizeof(uint32_t));
     uint32_t *next = malloc(m * sizeof(uint32_t));
     uint32_t *prev = malloc(m * sizeof(uint32_t));
