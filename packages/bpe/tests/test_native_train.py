@@ -205,6 +205,14 @@ def test_long_runs_and_many_words():
     assert core.merge_pairs(word_counts, 600) == _reference_on_bytes(word_counts, 600)
 
 
+def test_a_run_of_a_million_bytes():
+    """Merging every occurrence in a word is one pass (an earlier version shifted the word's
+    tail per occurrence: quadratic, hours for this word)."""
+    tokens, merges = core.merge_pairs({b"a" * (1 << 20): 1}, 400)
+    assert merges == [(b"a" * (1 << k), b"a" * (1 << k)) for k in range(20)]
+    assert tokens[256:] == [b"a" * (2 << k) for k in range(20)]
+
+
 def test_add_counts():
     total = {b"a": 1, b"b": 2}
     core.add_counts(total, {b"b": 3, b"c": 4})

@@ -417,22 +417,29 @@ static int merge_everywhere(State *s, int32_t p, int32_t merged, int64_t stamp) 
         int32_t *ids = s->ids + s->word_start[w];
         int32_t len = s->word_len[w];
         int64_t count = s->word_count[w];
-        for (int32_t i = 0; i + 1 < len; i++) {
-            if (ids[i] != a || ids[i + 1] != b) continue;
-            if (i > 0) {
-                int32_t prev = ids[i - 1];
+        /* One pass, reading at r and writing at o <= r: linear in the word's length however
+           many occurrences it holds (a run of a million "a" merges in O(n), not O(n^2)). */
+        int32_t o = 0, r = 0;
+        while (r < len) {
+            if (r + 1 >= len || ids[r] != a || ids[r + 1] != b) {
+                ids[o++] = ids[r++];
+                continue;
+            }
+            if (o > 0) { /* the left neighbour as already rewritten (maybe `merged`) */
+                int32_t prev = ids[o - 1];
                 if (!(prev == a && a == b) && (rc = bump(s, prev, a, -count, w, stamp))) break;
                 if ((rc = bump(s, prev, merged, count, w, stamp))) break;
             }
-            if (i + 2 < len) {
-                int32_t after = ids[i + 2];
+            if (r + 2 < len) {
+                int32_t after = ids[r + 2];
                 if (!(after == b && a == b) && (rc = bump(s, b, after, -count, w, stamp))) break;
                 if ((rc = bump(s, merged, after, count, w, stamp))) break;
             }
-            ids[i] = merged;
-            memmove(ids + i + 1, ids + i + 2, (size_t)(len - i - 2) * sizeof(int32_t));
-            len--;
+            ids[o++] = merged;
+            r += 2;
         }
+        if (rc) break;
+        len = o;
         s->word_len[w] = len;
     }
     free(words);

@@ -58,29 +58,27 @@ def count_pretokens_native(
     chunks = list(itertools.pairwise(find_chunk_boundaries(path, wanted, specials)))
     add_counts, count = train_core.add_counts, core.count_pretokens
     special_re = special_token_regex(specials)
-
-    def count_chunk(start: int, end: int) -> tuple[dict[bytes, int], int]:
-        text = read_text(path, start, end, errors)
-        if special_re is None:
-            return count(text), end - start
-        counts: dict[bytes, int] = {}
-        at = 0
-        for match in special_re.finditer(text):  # one segment (a slice) at a time
-            if match.start() > at:
-                add_counts(counts, count(text[at : match.start()]))
-            at = match.end()
-        if at < len(text):
-            add_counts(counts, count(text[at:]))
-        return counts, end - start
-
     total: dict[bytes, int] = {}
+
+    def count_chunk(start: int, end: int) -> int:
+        """Adds the chunk's counts to `total`. Each add_counts is one C call under the GIL, so
+        threads may add at once; only count() (the scan) runs in parallel."""
+        text = read_text(path, start, end, errors)
+        at = 0
+        if special_re is not None:
+            for match in special_re.finditer(text):  # one segment (a slice) at a time
+                if match.start() > at:
+                    add_counts(total, count(text[at : match.start()]))
+                at = match.end()
+        if at < len(text):
+            add_counts(total, count(text[at:] if at else text))
+        return end - start
+
     bar = progress_bar(progress, total=size, unit="B", unit_scale=True, desc="pre-tokenize")
     with bar:
         if threads == 1 or len(chunks) <= 1:
             for start, end in chunks:
-                counts, nbytes = count_chunk(start, end)
-                add_counts(total, counts)
-                bar.update(nbytes)
+                bar.update(count_chunk(start, end))
             return total
         with ThreadPoolExecutor(threads) as pool:
             pending: set = set()
@@ -89,9 +87,7 @@ def count_pretokens_native(
                 while len(pending) >= _IN_FLIGHT_PER_THREAD * threads or (pending and end == size):
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
-                        counts, nbytes = future.result()
-                        add_counts(total, counts)
-                        bar.update(nbytes)
+                        bar.update(future.result())
     return total
 
 
