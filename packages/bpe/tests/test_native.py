@@ -143,6 +143,22 @@ def test_encode_entry_points_equal_reference_and_tiktoken(pair, tiktoken_gpt2, t
     ]
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(specials_spliced, max_size=40).map("\n".join))
+def test_encode_file_equals_reference_on_hypothesis_text(pair, text):
+    """Chunk cuts fall at specials and at whitespace after ASCII: many per file here."""
+    import tempfile
+
+    nat, ref = pair
+    expected = ref.encode(text)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in.txt"
+        src.write_bytes(text.encode("utf-8"))
+        for workers in (1, 2):
+            ids = encode_file(nat, src, Path(tmp) / "out.npy", num_workers=workers)
+            assert ids.tolist() == expected
+
+
 def _odd_tables():
     """Merges in an unnatural order (a merge uses a token a later one makes, a string made twice,
     a repeated pair), shuffled byte ids, and ids above 2**16."""
