@@ -4,9 +4,12 @@
 
 Everything is measured in one run on the same text and printed as a markdown table of ratios:
 
-* training: our `train_bpe` vs HF `BpeTrainer` (GPT-2 split regex + ByteLevel, same vocab size,
-  `<|endoftext|>` special). Each trainer runs in its own subprocess, so peak RSS is per trainer
-  (the child's own peak plus that of its worker processes).
+* training: our `train_bpe`, native and reference (TINYLM_BPE_NATIVE=0) paths, vs HF
+  `BpeTrainer` (GPT-2 split regex + ByteLevel, same vocab size, `<|endoftext|>` special). Each
+  trainer runs in its own subprocess, so peak RSS is per trainer (the child's own peak plus that
+  of its worker processes); `--train-runs N` rounds (the three trainers in turn), medians with
+  min-max, ratios to HF taken within each round. `--make-input MB` writes a corpus of that size
+  by repeating the repository's corpora; `--scaling 50,200,500` trains once on each such size.
 * encoding, one process: `Tokenizer.encode` vs tiktoken's `gpt2` encoding (built offline from the
   GPT-2 fixture files), both handling `<|endoftext|>`. "cold" is a fresh tokenizer's first pass,
   "warm" a second pass (our per-pre-token cache filled, as it is for most of a large file).
@@ -45,8 +48,10 @@ def _peak_rss_mib() -> float:
 
 
 def _train_child(which: str, input_path: str, vocab_size: int) -> None:
-    """Runs in a subprocess: train once, print {"seconds": ..., "peak_mib": ...} as JSON."""
-    if which == "ours":
+    """Runs in a subprocess: train once, print {"seconds": ..., "peak_mib": ...} as JSON.
+
+    "native" / "reference": our train_bpe on that path (the parent sets TINYLM_BPE_NATIVE)."""
+    if which in ("native", "reference"):
         from tinylm.bpe import train_bpe
 
         start = time.perf_counter()
@@ -78,11 +83,80 @@ def _train_child(which: str, input_path: str, vocab_size: int) -> None:
     print(json.dumps({"seconds": seconds, "peak_mib": _peak_rss_mib(), "vocab": len(vocab)}))
 
 
+TRAINERS = ("hf", "native", "reference")
+# Repository corpora repeated to the sizes of --make-input / --scaling (distinct pre-tokens stay
+# those of the ~4.3 MB base text, whatever the size).
+_BASE_CORPORA = [DEFAULT_INPUT, FIXTURES / "corpus.en", FIXTURES / "tinystories_sample.txt"]
+
+
 def _run_trainer(which: str, input_path: Path, vocab_size: int) -> dict:
     command = [sys.executable, __file__, "--_train-child", which, "--input", str(input_path)]
     command += ["--vocab-size", str(vocab_size)]
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    env = {**os.environ, "TINYLM_BPE_NATIVE": "0" if which == "reference" else "1"}
+    result = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def make_input(path: Path, megabytes: float) -> Path:
+    """Write `megabytes` MB of text: the repository's corpora concatenated and repeated."""
+    base = b"".join(p.read_bytes() for p in _BASE_CORPORA)
+    size = int(megabytes * 1e6)
+    with open(path, "wb") as f:
+        for _ in range(size // len(base)):
+            f.write(base)
+        rest = base[: size % len(base)]
+        f.write(rest[: rest.rfind(b" ") + 1] if b" " in rest else rest)  # end between words
+    return path
+
+
+def _median_range(values: list[float]) -> str:
+    values = sorted(values)
+    mid = len(values) // 2
+    median = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+    return (
+        f"{median:.2f} ({values[0]:.2f}–{values[-1]:.2f})" if len(values) > 1 else f"{median:.2f}"
+    )
+
+
+def _train_table(input_path: Path, vocab_size: int, runs: int) -> None:
+    """Rounds of (HF, native, reference), each in its own process; medians, min-max, ratios."""
+    results = {which: [] for which in TRAINERS}
+    for _ in range(runs):
+        for which in TRAINERS:
+            results[which].append(_run_trainer(which, input_path, vocab_size))
+    hf = results["hf"]
+    print(f"training, vocab {vocab_size}, {runs} rounds: median (min–max)\n")
+    print("| trainer | wall time (s) | vs HF | peak RSS (MiB) | vs HF | target |")
+    print("|---|---|---|---|---|---|")
+    for which in TRAINERS:
+        rows = results[which]
+        seconds = [r["seconds"] for r in rows]
+        mib = [r["peak_mib"] for r in rows]
+        time_ratio = [r["seconds"] / h["seconds"] for r, h in zip(rows, hf, strict=True)]
+        rss_ratio = [r["peak_mib"] / h["peak_mib"] for r, h in zip(rows, hf, strict=True)]
+        target = "<= 0.5x time, <= 1.0x RSS" if which == "native" else ""
+        print(
+            f"| {which} | {_median_range(seconds)} | {_median_range(time_ratio)} "
+            f"| {_median_range(mib)} | {_median_range(rss_ratio)} | {target} |"
+        )
+    print()
+
+
+def _scaling_table(sizes_mb: list[float], vocab_size: int) -> None:
+    """One run per trainer and size on repeated repository text (a table, not a test)."""
+    print(f"scaling, vocab {vocab_size}, one run each (text: the repo's corpora repeated)\n")
+    print("| MB | HF s | HF MiB | native s | native MiB | reference s | reference MiB |")
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for megabytes in sizes_mb:
+            path = make_input(Path(tmp) / f"text_{megabytes:g}MB.txt", megabytes)
+            cells = [f"{megabytes:g}"]
+            for which in TRAINERS:
+                r = _run_trainer(which, path, vocab_size)
+                cells += [f"{r['seconds']:.1f}", f"{r['peak_mib']:.0f}"]
+            path.unlink()
+            print("| " + " | ".join(cells) + " |", flush=True)
+    print()
 
 
 def _tiktoken_gpt2():
@@ -166,15 +240,6 @@ def _encode_parallel(input_path: Path) -> list[tuple]:
     ]
 
 
-def _train_rows(input_path: Path, vocab_size: int) -> list[tuple]:
-    ours = _run_trainer("ours", input_path, vocab_size)
-    theirs = _run_trainer("hf", input_path, vocab_size)
-    return [
-        (f"train wall time, vocab {vocab_size} (s)", ours["seconds"], theirs["seconds"], "<= 1.5"),
-        ("train peak RSS (MiB)", ours["peak_mib"], theirs["peak_mib"], "<= 2.0"),
-    ]
-
-
 def _passes(ratio: float, target: str) -> bool:
     op, bound = target.split()
     return ratio <= float(bound) if op == "<=" else ratio >= float(bound)
@@ -212,17 +277,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--input", type=Path, default=DEFAULT_INPUT)
     parser.add_argument("--vocab-size", type=int, default=10_000)
     parser.add_argument("--profile", action="store_true", help="also print cProfile top functions")
-    parser.add_argument("--_train-child", choices=["ours", "hf"], help=argparse.SUPPRESS)
+    parser.add_argument("--_train-child", choices=TRAINERS, help=argparse.SUPPRESS)
+    parser.add_argument("--train-runs", type=int, default=3, help="training rounds (0: none)")
+    parser.add_argument("--scaling", help="comma-separated MB sizes for the training scaling table")
+    parser.add_argument("--train-only", action="store_true", help="skip the encoding rows")
+    parser.add_argument("--make-input", type=float, metavar="MB", help="write --input and exit")
     args = parser.parse_args(argv)
     if args._train_child:
         _train_child(args._train_child, str(args.input), args.vocab_size)
+        return
+    if args.make_input:
+        make_input(args.input, args.make_input)
+        return
+    if args.scaling:  # its own mode: the table, then exit
+        _scaling_table([float(x) for x in args.scaling.split(",")], args.vocab_size)
         return
 
     size_mb = args.input.stat().st_size / 1e6
     load = os.getloadavg()[0]
     print(f"input {args.input} ({size_mb:.1f} MB), {os.cpu_count()} cores, load {load:.2f}\n")
-    rows = _train_rows(args.input, args.vocab_size)
-    rows += _encode_single(args.input)
+    if args.train_runs:
+        _train_table(args.input, args.vocab_size, args.train_runs)
+    if args.train_only:
+        return
+    rows = _encode_single(args.input)
     rows += _encode_parallel(args.input)
     print("| metric | ours | peer | ratio | target | pass |")
     print("|---|---|---|---|---|---|")
