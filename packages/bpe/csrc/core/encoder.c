@@ -300,6 +300,11 @@ static int run(Encoder *e, PyObject *text_obj, int mode, size_t lookahead, IdVec
         *cut = encode_settled(e, cache, text.s, text.n, lookahead, ids);
     Py_END_ALLOW_THREADS
     give_cache(e, cache);
+    if (mode == MODE_SETTLED) { /* the cut as a character index: count the bytes that start one */
+        size_t chars = 0;
+        for (size_t k = 0; k < *cut; k++) chars += (text.s[k] & 0xC0) != 0x80;
+        *cut = chars;
+    }
     utf8_text_release(&text);
     if (ids->oom) {
         PyErr_NoMemory();
@@ -357,15 +362,8 @@ static PyObject *encoder_encode_settled(Encoder *e, PyObject *args) {
     size_t cut = 0;
     PyObject *result = NULL;
     if (run(e, text, MODE_SETTLED, lookahead > 0 ? (size_t)lookahead : 0, &ids, &cut) == 0) {
-        /* the cut as a character index: count the bytes that start a character */
-        Utf8Text t;
-        if (utf8_text(text, &t) == 0) {
-            Py_ssize_t chars = 0;
-            for (size_t k = 0; k < cut; k++) chars += (t.s[k] & 0xC0) != 0x80;
-            utf8_text_release(&t);
-            PyObject *list = ids_to_list(e, &ids);
-            if (list) result = Py_BuildValue("(Nn)", list, chars);
-        }
+        PyObject *list = ids_to_list(e, &ids);
+        if (list) result = Py_BuildValue("(Nn)", list, (Py_ssize_t)cut);
     }
     idvec_free(&ids);
     return result;
