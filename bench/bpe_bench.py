@@ -10,11 +10,13 @@ Everything is measured in one run on the same text and printed as a markdown tab
   of its worker processes); `--train-runs N` rounds (the three trainers in turn), medians with
   min-max, ratios to HF taken within each round. `--make-input MB` writes a corpus of that size
   by repeating the repository's corpora; `--scaling 50,200,500` trains once on each such size.
-* encoding, one process: `Tokenizer.encode` vs tiktoken's `gpt2` encoding (built offline from the
-  GPT-2 fixture files), both handling `<|endoftext|>`. "cold" is a fresh tokenizer's first pass,
-  "warm" a second pass (our per-pre-token cache filled, as it is for most of a large file).
-* encoding, all cores: `encode_file` vs tiktoken `encode_batch(num_threads=cpu_count)` over the
-  same chunks, both reading the file and writing a .npy.
+* encoding (`--encode-mb 5` MB of the repository's prose, or `--encode-input PATH`), native and
+  reference paths vs tiktoken's `gpt2` encoding (built offline from the GPT-2 fixture files):
+  `encode` single-threaded, "cold" (a fresh tokenizer's first pass) and "warm" (a second pass,
+  our per-pre-token cache filled); `encode_batch` over the text's documents vs
+  `encode_ordinary_batch`, and `encode_file` vs tiktoken's batch encoder over the same chunks
+  (reading the file, writing a .npy), both with `--threads 2`. `--encode-runs N` rounds, each
+  row's peer measured right beside it; medians with min-max, ratios taken within each round.
 """
 
 from __future__ import annotations
