@@ -65,6 +65,14 @@ def test_corpus_en_500(monkeypatch):
     assert len(ours[0]) == 500
 
 
+def test_invalid_utf8_replaced_like_the_reference(monkeypatch, tmp_path):
+    path = tmp_path / "mixed.txt"
+    path.write_bytes((b"caf\xe9 ol\xff\xfe\xc3 " + EOT.encode() + b" hello world\n") * 3000)
+    ours, reference = train_both(monkeypatch, path, 320, [EOT], num_workers=2, errors="replace")
+    assert ours == reference
+    assert any("\ufffd".encode() in token for token in ours[0].values())
+
+
 @pytest.fixture(scope="module")
 def openprose_reference_10k():
     """The reference on the 4 MB corpus (~3-5 s on the 2-core dev machine), once per module."""
@@ -105,6 +113,42 @@ def test_native_counts_equal_reference_counts(monkeypatch):
             scanner, core, path, (EOT,), num_workers=threads, progress=False, errors="strict"
         )
         assert counts == {word.encode(): n for word, n in expected.items()}
+
+
+def test_counting_memory_is_bounded(monkeypatch, tmp_path):
+    """Whatever the file size, each thread reads small chunks and only a few are in flight."""
+    from tinylm.bpe import train_native
+
+    path = tmp_path / "big.txt"
+    path.write_bytes(b"the quick brown fox " * 300_000 + EOT.encode() + b" jumps" * 1000)
+    reads, in_flight, most = [], [0], [0]
+    real_read, real_pool = train_native.read_text, train_native.ThreadPoolExecutor
+
+    def read_text(p, start, end, errors):
+        reads.append(end - start)
+        return real_read(p, start, end, errors)
+
+    class Pool(real_pool):
+        def submit(self, fn, *args):
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+            future = super().submit(fn, *args)
+            future.add_done_callback(lambda _: in_flight.__setitem__(0, in_flight[0] - 1))
+            return future
+
+    monkeypatch.setattr(train_native, "read_text", read_text)
+    monkeypatch.setattr(train_native, "ThreadPoolExecutor", Pool)
+    scanner = native.load("_core")
+    if scanner is None or not hasattr(scanner, "count_pretokens"):
+        pytest.skip("native scanner has no count_pretokens")
+    counts = train_native.count_pretokens_native(
+        scanner, core, path, (EOT,), num_workers=2, progress=False, errors="strict"
+    )
+    expected = count_pretokens(path, [EOT], num_workers=1)
+    assert counts == {word.encode(): n for word, n in expected.items()}
+    assert sum(reads) == path.stat().st_size and len(reads) >= 6
+    assert max(reads) <= 2 * train_native.CHUNK_BYTES
+    assert most[0] <= 2 * 2
 
 
 # ---- hypothesis: arbitrary Unicode with special tokens spliced in ----------------------------
@@ -211,6 +255,13 @@ def test_a_run_of_a_million_bytes():
     tokens, merges = core.merge_pairs({b"a" * (1 << 20): 1}, 400)
     assert merges == [(b"a" * (1 << k), b"a" * (1 << k)) for k in range(20)]
     assert tokens[256:] == [b"a" * (2 << k) for k in range(20)]
+
+
+def test_consume_empties_the_dict():
+    word_counts = {b"low": 5, b"lower": 2, b"newest": 6}
+    expected = core.merge_pairs(dict(word_counts), 270)
+    assert core.merge_pairs(word_counts, 270, consume=True) == expected
+    assert word_counts == {}
 
 
 def test_add_counts():

@@ -1,6 +1,6 @@
 /* tinylm.bpe._train_core: the BPE merge loop of train_bpe in C.
 
-   merge_pairs(word_counts: dict[bytes, int], num_tokens: int, progress=None)
+   merge_pairs(word_counts: dict[bytes, int], num_tokens: int, progress=None, *, consume=False)
        -> (tokens: list[bytes], merges: list[tuple[bytes, bytes]])
    add_counts(total: dict, part: dict) -> None      total[k] += part[k] for every k
 
@@ -529,11 +529,12 @@ done:
 }
 
 static PyObject *merge_pairs(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"word_counts", "num_tokens", "progress", NULL};
+    static char *kwlist[] = {"word_counts", "num_tokens", "progress", "consume", NULL};
     PyObject *word_counts, *progress = Py_None;
     Py_ssize_t num_tokens;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "On|O", kwlist, &word_counts, &num_tokens,
-                                     &progress))
+    int consume = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "On|O$p", kwlist, &word_counts, &num_tokens,
+                                     &progress, &consume))
         return NULL;
     if (progress != Py_None && !PyCallable_Check(progress)) {
         PyErr_SetString(PyExc_TypeError, "progress must be callable or None");
@@ -544,6 +545,7 @@ static PyObject *merge_pairs(PyObject *self, PyObject *args, PyObject *kwargs) {
     memset(&s, 0, sizeof(s));
     PyObject *result = NULL;
     if (load_words(&s, word_counts)) goto done;
+    if (consume) PyDict_Clear(word_counts); /* copied: free it before the pair table grows */
     /* Every pair count is at most the total of count x (length - 1) over words: keep it int64. */
     int64_t total = 0;
     for (int32_t w = 0; w < s.nwords; w++) {
@@ -588,8 +590,11 @@ static PyObject *add_counts(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"merge_pairs", (PyCFunction)(void (*)(void))merge_pairs, METH_VARARGS | METH_KEYWORDS,
-     "merge_pairs(word_counts: dict[bytes, int], num_tokens, progress=None) -> (tokens, merges)\n\n"
-     "The BPE merge loop of train_bpe (see train.merge_pairs, the reference), GIL released."},
+     "merge_pairs(word_counts: dict[bytes, int], num_tokens, progress=None, *, consume=False)\n"
+     "    -> (tokens, merges)\n\n"
+     "The BPE merge loop of train_bpe (see train.merge_pairs, the reference), GIL released.\n"
+     "progress(n) is called with the number of new tokens now and then; consume=True empties\n"
+     "word_counts once it is copied, so its memory is free for the merge loop."},
     {"add_counts", add_counts, METH_VARARGS,
      "add_counts(total: dict, part: dict): total[k] = total.get(k, 0) + v for part's items."},
     {NULL, NULL, 0, NULL}};

@@ -120,4 +120,4 @@ def train_merges_native(
     total = max(0, num_tokens - 256)
     with progress_bar(progress, total=total, desc="merges", unit="merge") as bar:
         update: Callable[[int], object] | None = bar.update if progress else None
-        return train_core.merge_pairs(word_counts, num_tokens, update)
+        return train_core.merge_pairs(word_counts, num_tokens, update, consume=True)
