@@ -6,13 +6,15 @@ native path must give the same merges, in the same order, and the same vocab.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
+import regex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tinylm.bpe import native, train_bpe
+from tinylm.bpe import GPT2_PATTERN, native, train_bpe
 from tinylm.bpe import train as train_module
 from tinylm.bpe.pretokenize import count_pretokens
 from tinylm.bpe.train import merge_pairs
@@ -103,16 +105,13 @@ def test_native_counts_equal_reference_counts(monkeypatch):
     """The threaded native counter sees the same pre-tokens as the reference's processes."""
     from tinylm.bpe.train_native import count_pretokens_native
 
-    scanner = native.load("_core")
-    if scanner is None or not hasattr(scanner, "count_pretokens"):
-        pytest.skip("native scanner has no count_pretokens")
     path = FIXTURES / "corpus.en"
     expected = count_pretokens(path, [EOT], num_workers=1)
     for threads in (1, 2, 3):
-        counts = count_pretokens_native(
-            scanner, core, path, (EOT,), num_workers=threads, progress=False, errors="strict"
+        table = count_pretokens_native(
+            core, path, (EOT,), num_workers=threads, progress=False, errors="strict"
         )
-        assert counts == {word.encode(): n for word, n in expected.items()}
+        assert core.counts_to_dict(table) == {word.encode(): n for word, n in expected.items()}
 
 
 def test_counting_memory_is_bounded(monkeypatch, tmp_path):
@@ -138,14 +137,11 @@ def test_counting_memory_is_bounded(monkeypatch, tmp_path):
 
     monkeypatch.setattr(train_native, "read_text", read_text)
     monkeypatch.setattr(train_native, "ThreadPoolExecutor", Pool)
-    scanner = native.load("_core")
-    if scanner is None or not hasattr(scanner, "count_pretokens"):
-        pytest.skip("native scanner has no count_pretokens")
-    counts = train_native.count_pretokens_native(
-        scanner, core, path, (EOT,), num_workers=2, progress=False, errors="strict"
+    table = train_native.count_pretokens_native(
+        core, path, (EOT,), num_workers=2, progress=False, errors="strict"
     )
     expected = count_pretokens(path, [EOT], num_workers=1)
-    assert counts == {word.encode(): n for word, n in expected.items()}
+    assert core.counts_to_dict(table) == {word.encode(): n for word, n in expected.items()}
     assert sum(reads) == path.stat().st_size and len(reads) >= 6
     assert max(reads) <= 2 * train_native.CHUNK_BYTES
     assert most[0] <= 2 * 2
@@ -262,6 +258,35 @@ def test_consume_empties_the_dict():
     expected = core.merge_pairs(dict(word_counts), 270)
     assert core.merge_pairs(word_counts, 270, consume=True) == expected
     assert word_counts == {}
+
+
+@settings(max_examples=150, deadline=None)
+@given(texts=st.lists(st.text(st.characters(exclude_categories=["Cs"]), max_size=40), max_size=6))
+def test_count_text_equals_the_regex(texts):
+    """The C counter splits as the GPT-2 regex does; merge_counts adds tables up."""
+    total = core.new_counts()
+    for text in texts:
+        table = core.new_counts()
+        core.count_text(table, [text, text])
+        core.merge_counts(total, table)
+    expected = Counter(p.encode() for text in texts for p in regex.findall(GPT2_PATTERN, text))
+    assert core.counts_to_dict(total) == {word: 2 * n for word, n in expected.items()}
+
+
+def test_counts_tables_bad_input():
+    table = core.new_counts()
+    with pytest.raises(TypeError):
+        core.count_text({}, ["a"])
+    with pytest.raises(TypeError):
+        core.count_text(table, ["a", b"b"])
+    with pytest.raises(UnicodeEncodeError):
+        core.count_text(table, ["\ud800"])
+    with pytest.raises(ValueError):
+        core.merge_counts(table, table)
+    core.count_text(table, ["", "x y"])
+    assert core.counts_to_dict(table) == {b"x": 1, b" y": 1}
+    assert core.merge_pairs(table, 300, consume=True)[1] == [(b" ", b"y")]
+    assert core.counts_to_dict(table) == {}
 
 
 def test_add_counts():

@@ -1,8 +1,9 @@
 /* tinylm.bpe._train_core: the BPE merge loop of train_bpe in C.
 
-   merge_pairs(word_counts: dict[bytes, int], num_tokens: int, progress=None, *, consume=False)
-       -> (tokens: list[bytes], merges: list[tuple[bytes, bytes]])
+   merge_pairs(word_counts: dict[bytes, int] | counts table, num_tokens: int, progress=None, *,
+               consume=False) -> (tokens: list[bytes], merges: list[tuple[bytes, bytes]])
    add_counts(total: dict, part: dict) -> None      total[k] += part[k] for every k
+   new_counts, count_text, merge_counts, counts_to_dict: counting in C (counts.c)
 
    Same result as the reference train.merge_pairs: repeatedly merge the pair of greatest
    (count, bytes of left token, bytes of right token), left to right and non-overlapping inside
@@ -25,6 +26,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "counts.h"
 
 #define PROGRESS_EVERY 256
 #define NO_PAIR UINT64_MAX
@@ -302,10 +305,66 @@ static HeapEntry heap_pop(State *s) {
 
 /* ---- building and merging ------------------------------------------------------------------ */
 
+static int alloc_words(State *s, size_t nwords, size_t total) {
+    if (nwords > INT32_MAX || total > SIZE_MAX / sizeof(int32_t)) {
+        PyErr_SetString(PyExc_MemoryError, "too many distinct words");
+        return -1;
+    }
+    s->ids = malloc((total ? total : 1) * sizeof(int32_t));
+    s->word_start = malloc((nwords ? nwords : 1) * sizeof(size_t));
+    s->word_len = malloc((nwords ? nwords : 1) * sizeof(int32_t));
+    s->word_count = malloc((nwords ? nwords : 1) * sizeof(int64_t));
+    if (!s->ids || !s->word_start || !s->word_len || !s->word_count) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* Copy the words of a counts table (GIL held). -1 with a Python error set. */
+static int load_table(State *s, const CountTable *t) {
+    size_t total = 0, nwords = 0;
+    for (size_t i = 0; t->slots && i <= t->mask; i++) {
+        if (t->slots[i].count && t->slots[i].len > 1) {
+            if (t->slots[i].len > INT32_MAX) {
+                PyErr_SetString(PyExc_ValueError, "word too long");
+                return -1;
+            }
+            total += t->slots[i].len;
+            nwords++;
+        }
+    }
+    if (alloc_words(s, nwords, total)) return -1;
+    size_t at = 0;
+    int32_t w = 0;
+    for (size_t i = 0; t->slots && i <= t->mask; i++) {
+        const CountSlot *slot = &t->slots[i];
+        if (!slot->count || slot->len < 2) continue;
+        const unsigned char *p = t->arena + slot->off;
+        s->word_start[w] = at;
+        s->word_len[w] = (int32_t)slot->len;
+        s->word_count[w] = slot->count;
+        for (size_t k = 0; k < slot->len; k++) s->ids[at++] = p[k];
+        w++;
+    }
+    s->nwords = w;
+    return 0;
+}
+
 /* Copy the words (GIL held). -1 with a Python error set. */
 static int load_words(State *s, PyObject *word_counts) {
+    if (PyCapsule_CheckExact(word_counts)) {
+        CountTable *t = counts_table(word_counts);
+        if (!t) return -1;
+        if (t->busy) {
+            PyErr_SetString(PyExc_RuntimeError, "counts table in use by another thread");
+            return -1;
+        }
+        return load_table(s, t);
+    }
     if (!PyDict_Check(word_counts)) {
-        PyErr_SetString(PyExc_TypeError, "word_counts must be a dict of bytes -> int");
+        PyErr_SetString(PyExc_TypeError,
+                        "word_counts must be a dict of bytes -> int or a counts table");
         return -1;
     }
     Py_ssize_t pos = 0;
@@ -321,18 +380,7 @@ static int load_words(State *s, PyObject *word_counts) {
             nwords++;
         }
     }
-    if (nwords > INT32_MAX || total > SIZE_MAX / sizeof(int32_t)) {
-        PyErr_SetString(PyExc_MemoryError, "too many distinct words");
-        return -1;
-    }
-    s->ids = malloc((total ? total : 1) * sizeof(int32_t));
-    s->word_start = malloc((nwords ? nwords : 1) * sizeof(size_t));
-    s->word_len = malloc((nwords ? nwords : 1) * sizeof(int32_t));
-    s->word_count = malloc((nwords ? nwords : 1) * sizeof(int64_t));
-    if (!s->ids || !s->word_start || !s->word_len || !s->word_count) {
-        PyErr_NoMemory();
-        return -1;
-    }
+    if (alloc_words(s, nwords, total)) return -1;
     size_t at = 0;
     int32_t w = 0;
     pos = 0;
@@ -545,7 +593,12 @@ static PyObject *merge_pairs(PyObject *self, PyObject *args, PyObject *kwargs) {
     memset(&s, 0, sizeof(s));
     PyObject *result = NULL;
     if (load_words(&s, word_counts)) goto done;
-    if (consume) PyDict_Clear(word_counts); /* copied: free it before the pair table grows */
+    if (consume) { /* copied: free it before the pair table grows */
+        if (PyDict_Check(word_counts))
+            PyDict_Clear(word_counts);
+        else
+            counts_clear(counts_table(word_counts));
+    }
     /* Every pair count is at most the total of count x (length - 1) over words: keep it int64. */
     int64_t total = 0;
     for (int32_t w = 0; w < s.nwords; w++) {
@@ -590,11 +643,20 @@ static PyObject *add_counts(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"merge_pairs", (PyCFunction)(void (*)(void))merge_pairs, METH_VARARGS | METH_KEYWORDS,
-     "merge_pairs(word_counts: dict[bytes, int], num_tokens, progress=None, *, consume=False)\n"
+     "merge_pairs(word_counts: dict[bytes, int] | counts table, num_tokens, progress=None, *,\n"
+     "            consume=False)\n"
      "    -> (tokens, merges)\n\n"
      "The BPE merge loop of train_bpe (see train.merge_pairs, the reference), GIL released.\n"
      "progress(n) is called with the number of new tokens now and then; consume=True empties\n"
      "word_counts once it is copied, so its memory is free for the merge loop."},
+    {"new_counts", counts_new, METH_NOARGS, "new_counts() -> an empty pre-token counts table"},
+    {"count_text", counts_count_text, METH_VARARGS,
+     "count_text(table, segments: list[str]): add the GPT-2 pre-tokens of each segment (text\n"
+     "without special tokens) to the table, as the native scanner splits them; GIL released."},
+    {"merge_counts", counts_merge, METH_VARARGS,
+     "merge_counts(total, part): add table part's counts to table total; GIL released."},
+    {"counts_to_dict", counts_to_dict, METH_O,
+     "counts_to_dict(table) -> dict[bytes, int]"},
     {"add_counts", add_counts, METH_VARARGS,
      "add_counts(total: dict, part: dict): total[k] = total.get(k, 0) + v for part's items."},
     {NULL, NULL, 0, NULL}};
