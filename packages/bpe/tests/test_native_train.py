@@ -287,9 +287,3 @@ def test_counts_tables_bad_input():
     assert core.counts_to_dict(table) == {b"x": 1, b" y": 1}
     assert core.merge_pairs(table, 300, consume=True)[1] == [(b" ", b"y")]
     assert core.counts_to_dict(table) == {}
-
-
-def test_add_counts():
-    total = {b"a": 1, b"b": 2}
-    core.add_counts(total, {b"b": 3, b"c": 4})
-    assert total == {b"a": 1, b"b": 5, b"c": 4}

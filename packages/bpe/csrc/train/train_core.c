@@ -2,7 +2,6 @@
 
    merge_pairs(word_counts: dict[bytes, int] | counts table, num_tokens: int, progress=None, *,
                consume=False) -> (tokens: list[bytes], merges: list[tuple[bytes, bytes]])
-   add_counts(total: dict, part: dict) -> None      total[k] += part[k] for every k
    new_counts, count_text, merge_counts, counts_to_dict: counting in C (counts.c)
 
    Same result as the reference train.merge_pairs: repeatedly merge the pair of greatest
@@ -620,27 +619,6 @@ done:
     return result;
 }
 
-/* total[k] = total.get(k, 0) + v for (k, v) in part.items(): merging per-chunk counts. */
-static PyObject *add_counts(PyObject *self, PyObject *args) {
-    PyObject *total, *part;
-    if (!PyArg_ParseTuple(args, "O!O!", &PyDict_Type, &total, &PyDict_Type, &part)) return NULL;
-    Py_ssize_t pos = 0;
-    PyObject *key, *value;
-    while (PyDict_Next(part, &pos, &key, &value)) {
-        PyObject *old = PyDict_GetItemWithError(total, key); /* borrowed */
-        if (!old) {
-            if (PyErr_Occurred() || PyDict_SetItem(total, key, value)) return NULL;
-            continue;
-        }
-        PyObject *sum = PyNumber_Add(old, value);
-        if (!sum) return NULL;
-        int err = PyDict_SetItem(total, key, sum);
-        Py_DECREF(sum);
-        if (err) return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
 static PyMethodDef methods[] = {
     {"merge_pairs", (PyCFunction)(void (*)(void))merge_pairs, METH_VARARGS | METH_KEYWORDS,
      "merge_pairs(word_counts: dict[bytes, int] | counts table, num_tokens, progress=None, *,\n"
@@ -657,8 +635,6 @@ static PyMethodDef methods[] = {
      "merge_counts(total, part): add table part's counts to table total; GIL released."},
     {"counts_to_dict", counts_to_dict, METH_O,
      "counts_to_dict(table) -> dict[bytes, int]"},
-    {"add_counts", add_counts, METH_VARARGS,
-     "add_counts(total: dict, part: dict): total[k] = total.get(k, 0) + v for part's items."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_train_core",
