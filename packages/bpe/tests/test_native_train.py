@@ -6,6 +6,9 @@ native path must give the same merges, in the same order, and the same vocab.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -287,3 +290,39 @@ def test_counts_tables_bad_input():
     assert core.counts_to_dict(table) == {b"x": 1, b" y": 1}
     assert core.merge_pairs(table, 300, consume=True)[1] == [(b" ", b"y")]
     assert core.counts_to_dict(table) == {}
+
+
+_OUT_OF_MEMORY_CHILD = """
+import resource
+from tinylm.bpe import native
+core = native.load("_train_core")
+words = {b"ab" * 4_000_000: 1}  # 32 MB of int32 ids in the merge loop's copy
+table = core.new_counts()
+text = ["x" * 2_000_000]  # one 2 MB pre-token: 2 MB in the table's arena
+with open("/proc/self/statm") as f:
+    used = int(f.read().split()[0]) * resource.getpagesize()
+limit = used + (1 << 20)
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+for call in (lambda: core.merge_pairs(words, 300), lambda: core.count_text(table, text)):
+    try:
+        call()
+        print("no error")
+    except MemoryError:
+        print("MemoryError")
+"""
+
+
+@pytest.mark.skipif(
+    "asan" in os.environ.get("LD_PRELOAD", "") or not sys.platform.startswith("linux"),
+    reason="needs Linux address-space limits, which ASan's shadow memory cannot live with",
+)
+def test_allocation_failure_is_a_memory_error():
+    child = subprocess.run(
+        [sys.executable, "-c", _OUT_OF_MEMORY_CHILD],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TINYLM_BPE_NATIVE": "1"},
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.split() == ["MemoryError", "MemoryError"]
