@@ -16,13 +16,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 EOT = "<|endoftext|>"
 
 
-def test_train_then_encode(tmp_path, capsys):
+def test_train_then_encode(tmp_path, capsys, bpe_path):
     out = tmp_path / "tok"
     argv = [str(FIXTURES / "corpus.en"), "--vocab-size", "300", "--out-dir", str(out)]
     assert train_main([*argv, "--num-workers", "2"]) == 0
     report = capsys.readouterr().out
     assert "elapsed" in report and "peak memory" in report and "MiB" in report
     assert "longest" in report
+    assert f"path         {bpe_path}" in report
     tokenizer = Tokenizer.from_files(out / "vocab.json", out / "merges.txt", [EOT])
     assert len(tokenizer.vocab) == 300 and tokenizer.vocab[299] == EOT.encode()
 
@@ -30,9 +31,13 @@ def test_train_then_encode(tmp_path, capsys):
     npy = tmp_path / "ids.npy"
     vocab_args = ["--vocab", str(out / "vocab.json"), "--merges", str(out / "merges.txt")]
     assert encode_main([*vocab_args, str(text), str(npy), "--no-progress"]) == 0
-    assert "MB/s" in capsys.readouterr().out
+    report = capsys.readouterr().out
+    assert "MB/s" in report and f"path         {bpe_path}" in report
     ids = np.load(npy, mmap_mode="r")
     assert ids.tolist() == tokenizer.encode(text.read_text(encoding="utf-8"))
+    for flag in ("--num-threads", "--num-workers"):
+        assert encode_main([*vocab_args, str(text), str(npy), "--no-progress", flag, "2"]) == 0
+        assert np.load(npy).tolist() == ids.tolist()
 
 
 def _assert_one_line_error(capsys, *needles):

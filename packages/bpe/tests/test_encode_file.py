@@ -67,7 +67,7 @@ def test_errors_leave_no_output(tmp_path, gpt2_tokenizer):
 def test_workers_without_fork_get_a_pickled_tokenizer(tmp_path, gpt2_tokenizer, monkeypatch):
     """Where workers are not forked (other platforms, threaded parents) the tokenizer is sent
     pickled and rebuilt; the ids must be the same."""
-    from tinylm.bpe import encode_file as encode_file_module
+    from tinylm.bpe import file_encoding as encode_file_module
 
     monkeypatch.setattr(encode_file_module, "_start_method", lambda: "spawn")
     text = _write_corpus(tmp_path / "in.txt", with_specials=True)
@@ -89,7 +89,7 @@ def test_threaded_parent_starts_workers_with_forkserver(tmp_path, gpt2_tokenizer
     loaded), so with a second thread alive the pool must not fork, and the ids stay the same."""
     import threading
 
-    from tinylm.bpe import encode_file as encode_file_module
+    from tinylm.bpe import file_encoding as encode_file_module
 
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait)

@@ -113,7 +113,7 @@ def test_split_pretokens_on_every_ascii_context():
 
 
 def test_default_worker_count_keeps_small_inputs_in_process(monkeypatch):
-    from tinylm.bpe import pretokenize
+    from tinylm.bpe import chunking as pretokenize
 
     assert pretokenize.resolve_num_workers(3, 10) == 3  # an explicit count always wins
     monkeypatch.setattr(pretokenize, "pool_start_method", lambda: "fork")

@@ -180,7 +180,8 @@ def test_encode_cache_stays_bounded(gpt2_tokenizer, monkeypatch):
     small = Tokenizer(gpt2_tokenizer.vocab, gpt2_tokenizer.merges, [EOT])
     text = " ".join(f"w{i}x" for i in range(200))
     assert small.encode(text) == gpt2_tokenizer.encode(text)
-    assert len(small._cache) <= 16
+    cached = small._native.cache_len() if small.is_native else len(small._cache)
+    assert 0 < cached <= 16
 
 
 @pytest.mark.parametrize("cache_entries", [1 << 16, 64])
@@ -194,7 +195,7 @@ def test_cold_long_text_takes_the_batch_path(
     text = (FIXTURES / "corpus.en").read_text(encoding="utf-8")
     text = f"{text}{EOT}{text[::-1]}{EOT}ünïcödé “quoted” {text.upper()}"
     ids = fresh.encode(text)
-    assert fresh._batch_merger is not None
+    assert fresh.is_native or fresh._batch_merger is not None  # native: no batch path, same ids
     assert ids == tiktoken_gpt2.encode(text, allowed_special="all")
     assert len(fresh._cache) <= cache_entries
     assert fresh.encode(text) == ids  # warm now

@@ -1,4 +1,8 @@
-"""train_bpe: the reference merges, a naive full-recount trainer, workers, bad input."""
+"""train_bpe: the reference merges, a naive full-recount trainer, workers, bad input.
+
+Every test runs on both paths, the native core and the pure-Python reference (conftest's
+`bpe_path` sets TINYLM_BPE_NATIVE).
+"""
 
 from __future__ import annotations
 
@@ -95,6 +99,18 @@ def test_matches_naive_trainer(tmp_path_factory, pieces, extra, specials):
     assert set(vocab.values()) == expected_tokens
     assert len(vocab) == len(expected_tokens) <= vocab_size
     assert list(vocab) == list(range(len(vocab)))
+
+
+def test_ties_go_to_the_greatest_pair_with_nul_bytes(tmp_path):
+    """Byte strings order a prefix first ("!" < "!\x00"), so a tie between ("!", x) and
+    ("!\x00", y) goes to the latter. The reference's heap key once ranked "!" higher."""
+    text = "\x00!!\x00!\x00?"
+    path = tmp_path / "nul.txt"
+    path.write_bytes(text.encode())
+    vocab, merges = train_bpe(path, 300, [], num_workers=1)
+    expected_tokens, expected_merges = naive_train(text, 300, [])
+    assert merges == expected_merges
+    assert set(vocab.values()) == expected_tokens
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from tinylm.bpe import native
 from tinylm.bpe.tokenizer import Tokenizer
 from tinylm.bpe.train import train_bpe
 
@@ -21,6 +22,13 @@ def peak_rss_mib() -> float:
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
     return (own + children) * scale / 2**20
+
+
+def _path_line(core: str) -> str:
+    """Which implementation ran: the compiled `core` module, or the pure-Python reference."""
+    if native.load(core) is not None:
+        return "path         native (compiled core)"
+    return "path         reference (pure Python; TINYLM_BPE_NATIVE=0 or the core is not built)"
 
 
 def _run(main, argv) -> int:
@@ -113,6 +121,7 @@ def _train(argv: list[str] | None) -> None:
     print(f"elapsed      {elapsed:.2f} s")
     print(f"peak memory  {peak_rss_mib():.0f} MiB (self + workers)")
     print(f"longest      {len(longest)} bytes: {longest.decode('utf-8', 'replace')!r}")
+    print(_path_line("_train_core"))
     print(f"wrote        {vocab_path} and {merges_path}")
 
 
@@ -133,7 +142,14 @@ def _encode(argv: list[str] | None) -> None:
     )
     parser.add_argument("input", type=Path, help="text to encode (UTF-8)")
     parser.add_argument("output", type=Path, help="destination .npy")
-    parser.add_argument("--num-workers", type=int, default=None, help="(default: all cores)")
+    parser.add_argument(
+        "--num-threads",
+        "--num-workers",
+        dest="num_workers",
+        type=int,
+        default=None,
+        help="threads (native core; processes on the reference path) (default: all cores)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
     _not_an_input(args.output, input=args.input, vocab=args.vocab, merges=args.merges)
@@ -147,6 +163,7 @@ def _encode(argv: list[str] | None) -> None:
     size = os.path.getsize(args.input)
     print(f"tokens       {len(ids)} ({ids.dtype}), {size / max(len(ids), 1):.2f} bytes/token")
     print(f"elapsed      {elapsed:.2f} s, {size / elapsed / 1e6:.2f} MB/s")
+    print(_path_line("_core"))
     print(f"wrote        {args.output}")
 
 

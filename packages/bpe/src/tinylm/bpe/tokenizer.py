@@ -5,6 +5,10 @@ pre-tokens with the GPT-2 regex, then inside each pre-token repeatedly merge the
 lowest merge rank (all its occurrences, left to right) until no pair has a rank (see `merge`).
 Results are cached per pre-token: natural text repeats its words a lot. When a long text brings
 many pre-tokens the cache lacks, they are merged together in one numpy batch first.
+
+That is the reference path. With the native core (`native.encoder`, the default unless
+`TINYLM_BPE_NATIVE=0` or the extension is not built) the same steps run in C with the GIL
+released, so `encode_batch` and `encode_file` run them in threads; the ids are the same.
 """
 
 from __future__ import annotations
@@ -12,14 +16,17 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tinylm.bpe import native
+from tinylm.bpe.file_encoding import encode_file
 from tinylm.bpe.files import load_merges, load_vocab, save_vocab_and_merges
 from tinylm.bpe.hf import read_hf_tokenizer, tokenizer_json_path, write_hf_tokenizer
 from tinylm.bpe.merge import BatchMerger, piece_encoder
-from tinylm.bpe.pretokenize import (
+from tinylm.bpe.scanner import (
     PRETOKEN_RE,
     special_token_regex,
     split_pretokens,
@@ -100,8 +107,22 @@ class Tokenizer:
         self._encode_piece = piece_encoder(self._byte_ids, self._ranks, self._merged_id_by_rank)
         self._cache = _PieceCache(self._encode_piece, self.cache_entries)
         self._batch_merger: BatchMerger | None = None  # built on first use
-        # Its pair keys (left * id_bound + right) must fit in int64.
+        # Its pair keys (left * id_bound + right) must fit in int64; the C tables hold such ids too.
         self._can_batch = min(self.vocab) >= 0 and max(self.vocab) < 1 << 31
+        self._native = None  # the compiled encoder, when the native core is in use
+        if self._can_batch:
+            self._native = native.encoder(
+                self._byte_ids,
+                self._ranks,
+                self._merged_id_by_rank,
+                self._special_ids,
+                self.cache_entries,
+            )
+
+    @property
+    def is_native(self) -> bool:
+        """True when this tokenizer encodes with the native core, False on the reference path."""
+        return self._native is not None
 
     # -- files -------------------------------------------------------------------------------
 
@@ -145,7 +166,10 @@ class Tokenizer:
 
     def _encode_ordinary(self, text: str, out: list[int]) -> None:
         """Append the ids of text that holds no special token."""
-        out.extend(self._encode_segments([text], []))
+        if self._native is not None:
+            out.extend(self._native.encode(text, specials=False))
+        else:
+            out.extend(self._encode_segments([text], []))
 
     def _encode_segments(self, segments: list[str], special_ids: list[int]) -> list[int]:
         """Ids of segments[0], special_ids[0], segments[1], ...; no segment holds a special."""
@@ -187,6 +211,8 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`; registered special tokens map to their own id."""
+        if self._native is not None:
+            return self._native.encode(text)
         segments: list[str] = []
         special_ids: list[int] = []
         start = 0
@@ -197,6 +223,32 @@ class Tokenizer:
                 start = match.end()
         segments.append(text[start:])
         return self._encode_segments(segments, special_ids)
+
+    def encode_batch(self, texts: Iterable[str], num_threads: int | None = None) -> list[list[int]]:
+        """`[self.encode(t) for t in texts]`, in `num_threads` threads (default: all cores).
+
+        Like tiktoken's `encode_ordinary_batch`, but special tokens count as `encode` counts
+        them. Threads run in parallel only with the native core (it releases the GIL); the
+        reference path encodes one text after another.
+        """
+        texts = texts if isinstance(texts, list) else list(texts)
+        if self._native is None:
+            return [self.encode(text) for text in texts]
+        threads = min(num_threads or os.cpu_count() or 1, len(texts))
+        if threads <= 1:
+            return self._native.encode_many(texts)
+        # Contiguous groups of about equal length, a few per thread (load balance): one native
+        # call, so one GIL release, per group rather than per text.
+        groups, bounds = 4 * threads, [0]
+        total, running = sum(map(len, texts)) or 1, 0
+        for i, text in enumerate(texts):
+            running += len(text)
+            if running * groups >= total * len(bounds) and i + 1 < len(texts):
+                bounds.append(i + 1)
+        bounds.append(len(texts))
+        parts = [texts[a:b] for a, b in itertools.pairwise(bounds)]
+        with ThreadPoolExecutor(threads) as pool:
+            return list(chain.from_iterable(pool.map(self._native.encode_many, parts)))
 
     def encode_iterable(self, iterable: Iterable[str]) -> Iterator[int]:
         """Lazily encode a stream of strings (e.g. a file's lines) as if they were one string.
@@ -235,6 +287,10 @@ class Tokenizer:
         text = buffer[text_start:horizon] if self._special_re is not None else buffer
         if not text:
             return text_start
+        if self._native is not None:
+            ids, cut = self._native.encode_settled(text, _LOOKAHEAD_CHARS)
+            out.extend(ids)
+            return text_start + cut
         cut = 0
         limit = len(text) - _LOOKAHEAD_CHARS
         pieces = []
@@ -269,9 +325,7 @@ class Tokenizer:
         num_workers: int | None = None,
         progress: bool = False,
     ) -> np.ndarray:
-        """Encode a UTF-8 text file to a `.npy` of ids (see `encode_file`)."""
-        from tinylm.bpe.encode_file import encode_file
-
+        """Encode a UTF-8 text file to a `.npy` of ids: `tinylm.bpe.encode_file(self, ...)`."""
         return encode_file(self, src_path, dst_path, num_workers=num_workers, progress=progress)
 
     def __len__(self) -> int:

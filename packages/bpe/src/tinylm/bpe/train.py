@@ -11,6 +11,10 @@ Algorithm (Sennrich et al. 2016, byte-level as in GPT-2):
 Recounting all pairs after each merge is quadratic. Instead we keep `pair -> count`, an index
 `pair -> words that contain it`, and a max-heap of (count, pair) with lazy invalidation: a merge
 only touches the words holding the merged pair, and pushes the pairs whose count changed.
+
+This module is the readable reference. By default `train_bpe` runs the native path
+(`train_native`: threaded counting with the compiled scanner, the same merge loop in C), tested
+equal to this one; `TINYLM_BPE_NATIVE=0` or a missing build runs the code here.
 """
 
 from __future__ import annotations
@@ -20,21 +24,25 @@ import itertools
 import os
 from collections import defaultdict
 
+from tinylm.bpe import native
 from tinylm.bpe.pretokenize import (
     check_input_file,
     count_pretokens,
     progress_bar,
     unique_special_tokens,
 )
+from tinylm.bpe.train_native import train_merges_native
 
 # Python's heapq is a min-heap. To pop the *greatest* byte string first with plain C comparisons,
-# key a token by its bytes inverted (255 - b) plus a 0xFF terminator: for any byte strings
-# x < y (lexicographically, a prefix is smaller) we get key(x) > key(y).
+# key a token by its bytes inverted (255 - b), as a latin-1 string (code points 0..255) ended by
+# U+0100, above every inverted byte: for any byte strings x < y (lexicographically, a prefix is
+# smaller) we get key(x) > key(y). (A b"\xff" terminator fails on NUL bytes, which invert to
+# 0xff: it made "a" rank above "a\x00".)
 _INVERT = bytes(range(255, -1, -1))
 
 
-def _descending_key(token: bytes) -> bytes:
-    return token.translate(_INVERT) + b"\xff"
+def _descending_key(token: bytes) -> str:
+    return token.translate(_INVERT).decode("latin-1") + "\u0100"
 
 
 def train_bpe(
@@ -54,8 +62,11 @@ def train_bpe(
     byte string that is already a token, the merge is kept but reuses that token's id, so that
     `vocab.json` (keyed by token text) stays unambiguous, as in HF `tokenizers`.
 
-    Pre-tokenization runs in `num_workers` processes (default: all cores, or one for inputs too
-    small to repay starting workers), each reading its own byte range of the file;
+    With the native core (the default; `TINYLM_BPE_NATIVE=0` or a missing build runs the
+    reference below) pre-tokens are counted in `num_workers` threads and the merge loop runs in
+    C, with the same results. The reference counts in `num_workers` processes. Either way the
+    default is all cores, or one for inputs too small to repay starting workers, each reading
+    its own byte range of the file;
     `progress=True` shows tqdm bars for both phases. Invalid UTF-8 is an error naming the file
     and byte offset unless `errors="replace"` (then U+FFFD), as in train-lm's data.text_errors.
     """
@@ -66,10 +77,18 @@ def train_bpe(
             f"vocab_size {vocab_size} is too small: it must be at least 256 byte tokens "
             f"+ {len(specials)} special tokens = {256 + len(specials)}"
         )
-    word_counts = count_pretokens(
-        input_path, specials, num_workers=num_workers, progress=progress, errors=errors
-    )
-    tokens, merges = merge_pairs(word_counts, vocab_size - len(specials), progress=progress)
+    num_tokens = vocab_size - len(specials)
+    train_core = native.load("_train_core")
+    if train_core is not None:
+        tokens, merges = train_merges_native(
+            train_core, input_path, tuple(specials), num_tokens,
+            num_workers=num_workers, progress=progress, errors=errors,
+        )  # fmt: skip
+    else:
+        word_counts = count_pretokens(
+            input_path, specials, num_workers=num_workers, progress=progress, errors=errors
+        )
+        tokens, merges = merge_pairs(word_counts, num_tokens, progress=progress)
     vocab = dict(enumerate(tokens))
     for token in specials:
         vocab[len(vocab)] = token.encode("utf-8")

@@ -1,13 +1,15 @@
-"""Encode a text file to a `.npy` array of token ids, in parallel.
+"""`encode_file(tokenizer, src, dst)`: a text file to a `.npy` array of token ids, in parallel.
 
-The file is cut at safe boundaries (see `pretokenize.find_chunk_boundaries`: special tokens first,
+The file is cut at safe boundaries (see `chunking.find_chunk_boundaries`: special tokens first,
 whitespace after printable ASCII otherwise), so encoding the chunks separately gives exactly the
-ids of encoding the whole file. Each worker reads its own byte range and sends back its ids as
-raw bytes; the parent writes them, in order, as they arrive, into a `.npy` under a temporary name
-(header first, patched with the final length at the end) and renames it, so a crash never leaves
-a truncated output and the parent holds only the chunks in flight.
+ids of encoding the whole file. Each worker reads its own byte range and returns its ids as
+raw bytes; we write them, in order, as they arrive, into a `.npy` under a temporary name
+(header first, patched with the final length at the end) and rename it, so a crash never leaves
+a truncated output and memory holds only the chunks in flight.
 
-On Linux the workers are forked: they inherit the built tokenizer (tables and warm cache) instead
+With the native core the workers are threads (the compiled encoder releases the GIL and gives
+each running thread its own cache). On the reference path they are processes. On Linux they
+are forked: they inherit the built tokenizer (tables and warm cache) instead
 of unpickling it and rebuilding its tables. Elsewhere, or when the parent runs other threads, the
 tokenizer is pickled once per worker. A few chunks per worker balance the load; each worker's
 cache stays warm from one chunk to the next.
@@ -20,13 +22,13 @@ import multiprocessing
 import os
 import tempfile
 from array import array
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tinylm.bpe.files import new_file_mode
-from tinylm.bpe.pretokenize import (
+from tinylm.bpe.chunking import (
     check_input_file,
     plan_chunks,
     pool_start_method,
@@ -34,11 +36,13 @@ from tinylm.bpe.pretokenize import (
     read_text,
     resolve_num_workers,
 )
+from tinylm.bpe.files import new_file_mode
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # for annotations only: tokenizer.py imports this module
     from tinylm.bpe.tokenizer import Tokenizer
 
 _worker_tokenizer: Tokenizer | None = None
+_MIN_THREADED_BYTES = 1 << 18  # threads start in microseconds: only tiny files stay on one
 _HEADER_BYTES = 128  # fixed .npy header size, room for any shape; a multiple of 64 as numpy wants
 
 
@@ -56,6 +60,11 @@ def _encode_chunk(task: tuple[str, int, int, str]) -> bytes:
     """Ids of bytes [start, end) of the file, as native-endian machine integers."""
     src, start, end, typecode = task
     return array(typecode, _worker_tokenizer.encode(read_text(src, start, end))).tobytes()
+
+
+def _encode_chunk_native(tokenizer: Tokenizer, task: tuple[str, int, int, str]) -> bytes:
+    src, start, end, typecode = task
+    return tokenizer._native.encode_to_bytes(read_text(src, start, end), array(typecode).itemsize)
 
 
 def _start_method() -> str | None:
@@ -88,7 +97,11 @@ def encode_file(
     num_workers: int | None = None,
     progress: bool = False,
 ) -> np.ndarray:
-    """Write the ids of `src_path` to `dst_path` (.npy); returns it opened with mmap_mode="r"."""
+    """Write the ids of `src_path` to `dst_path` (.npy); returns it opened with mmap_mode="r".
+
+    `num_workers`: threads (native core) or processes (reference path); default all cores, or
+    one for inputs too small to repay starting them. `Tokenizer.encode_file` is an alias.
+    """
     src = check_input_file(src_path)
     dst = Path(dst_path)
     if dst.is_dir():
@@ -97,7 +110,12 @@ def encode_file(
         )
     if not dst.parent.is_dir():
         raise FileNotFoundError(f"output directory not found: {dst.parent}")
-    num_workers = resolve_num_workers(num_workers, os.path.getsize(src))
+    size = os.path.getsize(src)
+    threaded = tokenizer.is_native
+    if threaded:
+        num_workers = num_workers or ((os.cpu_count() or 1) if size >= _MIN_THREADED_BYTES else 1)
+    else:
+        num_workers = resolve_num_workers(num_workers, size)
     # Workers send array("H" or "I") bytes: the same C types as numpy's "H" and "I" dtypes.
     typecode = "H" if ids_dtype(max(tokenizer.vocab) + 1).itemsize == 2 else "I"
     dtype = np.dtype(typecode)
@@ -107,7 +125,12 @@ def encode_file(
     try:
         with os.fdopen(fd, "wb") as out, contextlib.ExitStack() as stack:
             out.write(_npy_header(dtype, 0))
-            if num_workers == 1 or len(tasks) == 1:
+            if threaded:
+                pool = ThreadPoolExecutor(min(num_workers, len(tasks)))
+                stack.callback(pool.shutdown, cancel_futures=True)  # on an error, drop the rest
+                # map() submits every task now; results come back in order as they finish
+                results = pool.map(lambda task: _encode_chunk_native(tokenizer, task), tasks)
+            elif num_workers == 1 or len(tasks) == 1:
                 _init_worker(tokenizer)
                 results = map(_encode_chunk, tasks)
             else:  # before the progress bar starts its monitor thread
