@@ -19,6 +19,7 @@ import torch
 from tinylm.train import LoadedRun, load_run
 from tinylm.train.generate_cli import main as generate_main
 from tinylm.train.hf_cli import export_main
+from tinylm.train.run.migrate import migrate_checkpoint, migrate_config
 
 FIXTURE = Path(__file__).parent / "fixtures" / "legacy_run"
 STEP6 = "step_0000006.pt"
@@ -161,3 +162,39 @@ def test_no_tokenizer_is_one_line(run):
     shutil.rmtree(run / "tokenizer")
     with pytest.raises(FileNotFoundError, match=r"^no tokenizer "):
         load_run(run)
+
+
+def test_migrate_config_moves_old_keys_and_an_explicit_compute_value_wins():
+    old = {
+        "model": {"d_model": 8, "attention": "naive", "fused_qkv": True},
+        "train": {"max_steps": 3, "compile": True, "dtype": "float32"},
+        "compute": {"attention": "sdpa"},
+    }
+    frozen = {section: dict(values) for section, values in old.items()}
+    new = migrate_config(old)
+    assert new == {
+        "model": {"d_model": 8},
+        "train": {"max_steps": 3},
+        "compute": {"attention": "sdpa", "fused_qkv": True, "compile": True, "dtype": "float32"},
+    }
+    assert old == frozen  # the caller's dict is left as it was
+    assert migrate_config(new) == new
+
+
+def test_migrate_checkpoint_renames_the_cosine_length_and_drops_wrapper_prefixes():
+    weight = torch.ones(2)
+    payload = {
+        "model": {"_orig_mod.module.w": weight, "b": weight},
+        "iteration": 3,
+        "scheduler": {"t": 3, "cosine_cycle_iters": 30, "warmup_iters": 2},
+    }
+    new = migrate_checkpoint(payload)
+    assert new["model"].keys() == {"w", "b"}
+    assert new["scheduler"] == {
+        "t": 3,
+        "cosine_cycle_iters": 30,
+        "warmup_iters": 2,
+        "total_iters": 30,
+    }
+    today = {"model": {}, "iteration": 0, "scheduler": {"t": 0, "total_iters": 9}}
+    assert migrate_checkpoint(today) == today
