@@ -25,10 +25,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tinylm.bpe import Tokenizer, train_bpe
-from tinylm.nn import TransformerLM
+from tinylm.nn import ModelConfig, TransformerLM
 from tinylm.train import TrainConfig, export_hf, hf_cli, import_hf, read_checkpoint, save_checkpoint
 from tinylm.train.config import DataConfig
-from tinylm.train.hf import llama_weight_shapes, model_config_from_dict, model_config_from_llama
+from tinylm.train.hf import llama_weight_shapes, model_config_from_llama
 from tinylm.train.hf_cli import export_main, import_main
 from tinylm.train.hf_files import load_hf_weights, load_safetensors, save_safetensors
 from tinylm.train.prepare_files import prepare_text_files
@@ -369,7 +369,7 @@ def test_weight_shapes_match_transformers(heads, kv_heads, tie):
     with torch.device("meta"):
         model = transformers.LlamaForCausalLM(config)
     fields, kv = model_config_from_llama(config.to_dict(), rms_norm_eps=1e-5)
-    expected = llama_weight_shapes(model_config_from_dict(fields), kv)
+    expected = llama_weight_shapes(ModelConfig.from_dict(fields), kv)
     theirs = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     if tie:
         theirs.setdefault("lm_head.weight", theirs["model.embed_tokens.weight"])

@@ -3,6 +3,7 @@
 config = load_config(overrides={"train.max_steps": 200})   # default.toml + overrides
 config = load_config("modern")                             # a bundled config by name
 result = train(config)                                     # -> RunResult (losses, paths, model)
+model, tokenizer, config = load_run("runs/default")        # a run's newest checkpoint, any age
 x, y = get_batch(np.load("train.npy", mmap_mode="r"), 16, 128, "cpu")
 save_checkpoint(model, optimizer, step, "ckpt.pt", scheduler=schedule)
 step = load_checkpoint("ckpt.pt", model, optimizer, scheduler=schedule)
@@ -39,6 +40,7 @@ from tinylm.train.loop import RunResult, TrainingDiverged, train
 from tinylm.train.metrics import MetricsLog, plot_losses, unigram_entropy
 from tinylm.train.prepare import PreparedData, bundled_corpus, load_tokenizer, prepare_data
 from tinylm.train.prepare_files import file_fingerprint, prepare_text_files
+from tinylm.train.run.load import LoadedRun, load_run
 from tinylm.train.rundir import (
     RunLock,
     check_resume,
@@ -53,6 +55,7 @@ __all__ = [
     "GPU_PEAK_FLOPS",
     "DataConfig",
     "EvalConfig",
+    "LoadedRun",
     "LoopConfig",
     "MetricsLog",
     "OptimConfig",
@@ -83,6 +86,7 @@ __all__ = [
     "import_hf",
     "load_checkpoint",
     "load_config",
+    "load_run",
     "load_tokenizer",
     "open_tokens",
     "peak_flops",

@@ -1,4 +1,4 @@
-"""Checkpoints: atomic, `weights_only`-loadable dicts of plain tensors and containers (SPEC §5).
+"""Checkpoints: atomic, `weights_only`-loadable dicts of plain tensors and containers.
 
 A checkpoint is a dict with
 
@@ -31,6 +31,8 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+from tinylm.nn import strip_wrapper_prefixes, unwrap
+
 __all__ = [
     "UnsafeCheckpoint",
     "capture_rng_state",
@@ -39,38 +41,9 @@ __all__ = [
     "read_checkpoint",
     "restore_rng_state",
     "save_checkpoint",
-    "unwrap_model",
-    "unwrap_state_dict",
 ]
 
 FORMAT = "tinylm-checkpoint-1"
-_PREFIXES = ("_orig_mod.", "module.")
-
-
-def unwrap_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The model's state dict without compile/DDP wrapper prefixes, so checkpoints are plain."""
-    plain = {}
-    for key, value in model.state_dict().items():
-        changed = True
-        while changed:
-            changed = False
-            for prefix in _PREFIXES:
-                if key.startswith(prefix):
-                    key, changed = key[len(prefix) :], True
-        plain[key] = value
-    return plain
-
-
-def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain module under any torch.compile (`_orig_mod`) / DDP (`module`) wrappers."""
-    wrappers = (torch.nn.parallel.DistributedDataParallel,)
-    while True:
-        if isinstance(model, wrappers):
-            model = model.module
-        elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
-            model = model._orig_mod
-        else:
-            return model
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -109,7 +82,7 @@ def save_checkpoint(
     """Write model, optimizer, iteration, RNG states and `extra` items to `out` (path or file)."""
     payload: dict[str, Any] = {
         "format": FORMAT,
-        "model": unwrap_state_dict(model),
+        "model": strip_wrapper_prefixes(model.state_dict()),
         "optimizer": optimizer.state_dict(),
         "iteration": int(iteration),
         "rng": capture_rng_state(),
@@ -250,7 +223,7 @@ def load_checkpoint(
     iteration. Models wrapped by torch.compile or DDP are fine: prefixes are handled.
     """
     payload = src if isinstance(src, dict) else read_checkpoint(src)
-    target = unwrap_model(model)
+    target = unwrap(model)
     try:
         target.load_state_dict(payload["model"])
     except RuntimeError as e:

@@ -19,8 +19,8 @@ validates every key (unknown ones fail with the closest valid name) and returns 
 `TrainConfig.to_toml()` writes it back so every run carries its exact config.
 Fields whose value is None ("same as ...") are left out of the TOML (TOML has no null).
 
-Old configs (before [compute] existed) still load: `model.attention`/`model.fused_qkv` (via
-`tinylm.nn.split_compute_keys`) and `train.compile`/`train.dtype` move to [compute].
+Old configs (before [compute] existed) still load: `run.migrate` moves `model.attention`,
+`model.fused_qkv`, `train.compile` and `train.dtype` to [compute].
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ from typing import Any
 
 import tomli_w
 
-from tinylm.nn import ComputeConfig, ModelConfig, split_compute_keys
+from tinylm.nn import ComputeConfig, ModelConfig
 from tinylm.optim import OPTIMIZER_KINDS, SCHEDULE_KINDS
 from tinylm.train.files import atomic_write
+from tinylm.train.run.migrate import MOVED_KEYS, migrate_config
 
 __all__ = [
     "DataConfig",
@@ -232,7 +233,7 @@ class TrainConfig:
 
         Keys of configs written before [compute] existed are moved there first.
         """
-        raw = _move_legacy_keys(raw)
+        raw = migrate_config(raw)
         for section, values in raw.items():
             if section not in SECTIONS:
                 raise ValueError(f"unknown config section [{section}]{_hint(section, SECTIONS)}")
@@ -285,35 +286,6 @@ class TrainConfig:
     def save(self, path: str | os.PathLike) -> None:
         """Write the config as TOML atomically."""
         atomic_write(path, self.to_toml())
-
-
-def _move_legacy_keys(raw: dict[str, Any]) -> dict[str, Any]:
-    """model.attention/fused_qkv and train.compile/dtype of old configs -> [compute]."""
-    out = dict(raw)
-    moved: dict[str, Any] = {}
-    if isinstance(out.get("model"), dict):
-        out["model"], moved = split_compute_keys(out["model"])
-    if isinstance(out.get("train"), dict):
-        train = out["train"]
-        moved.update({k: train[k] for k in LEGACY_TRAIN_KEYS if k in train})
-        out["train"] = {k: v for k, v in train.items() if k not in LEGACY_TRAIN_KEYS}
-    if moved:
-        compute = dict(out.get("compute", {}))
-        for key, value in moved.items():
-            compute.setdefault(key, value)  # an explicit [compute] value wins
-        out["compute"] = compute
-    return out
-
-
-# keys that used to live in another section: "old.key" -> "new.key" (configs still load; command
-# lines and new files get a one-line pointer)
-LEGACY_TRAIN_KEYS = ("compile", "dtype")
-MOVED_KEYS = {
-    "model.attention": "compute.attention",
-    "model.fused_qkv": "compute.fused_qkv",
-    "train.compile": "compute.compile",
-    "train.dtype": "compute.dtype",
-}
 
 
 def default_config_path() -> Path:

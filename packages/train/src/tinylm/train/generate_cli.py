@@ -21,15 +21,11 @@ from typing import NoReturn
 
 import torch
 
-from tinylm.nn import TransformerLM
-from tinylm.train.checkpoint import load_checkpoint, read_checkpoint
-from tinylm.train.config import MAX_SEED, TrainConfig
+from tinylm.train.config import MAX_SEED
 from tinylm.train.errors import EXIT_BAD_INPUT, one_line, run_cli
-from tinylm.train.prepare import load_tokenizer
-from tinylm.train.rundir import find_checkpoints
+from tinylm.train.run.load import load_run
 from tinylm.train.runtime import resolve_device
 from tinylm.train.sampling import sample_text
-from tinylm.train.setup import newest_loadable
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -111,26 +107,6 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 COMPILE = {"auto": None, "on": True, "off": False}  # tinylm.nn.generate's `compile` argument
 
 
-def load_run(run_dir: Path, checkpoint: Path | None, device: torch.device):
-    """Model (weights loaded, eval mode) and tokenizer of a run directory."""
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory not found: {run_dir}")
-    if checkpoint is None:
-        if not find_checkpoints(run_dir):
-            raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}")
-        checkpoint, payload = newest_loadable(run_dir, lambda m: print(m, file=sys.stderr))
-    else:
-        payload = read_checkpoint(checkpoint)
-    if "config" not in payload:
-        raise ValueError(f"{checkpoint} carries no config; was it written by train-lm?")
-    config = TrainConfig.from_dict(payload["config"])  # older configs: kernel keys move to compute
-    model = TransformerLM(config.model, config.compute, device=device)
-    load_checkpoint(payload, model)
-    model.eval()
-    tokenizer = load_tokenizer(run_dir / "tokenizer", config.data.special_tokens)
-    return model, tokenizer
-
-
 @contextmanager
 def _one_line_warnings():
     """Warnings as one `warning: ...` line on stderr, never a file:line pointer into a library."""
@@ -167,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             if value not in table:
                 raise ValueError(f"{option} must be {' | '.join(table)}, got {value!r}")
         device = resolve_device(args.device, option="--device")
-        model, tokenizer = load_run(args.run, args.checkpoint, device)
+        model, tokenizer, _ = load_run(args.run, checkpoint=args.checkpoint, device=device)
         model.to(DTYPES[args.dtype])
         seed = secrets.randbelow(1 << 32) if args.seed is None else args.seed
         print(f"seed {seed} (--seed {seed} repeats this sample)", file=sys.stderr)

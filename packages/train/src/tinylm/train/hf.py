@@ -35,14 +35,12 @@ __all__ = [
     "key_map",
     "llama_config_dict",
     "llama_weight_shapes",
-    "model_config_from_dict",
     "model_config_from_llama",
     "rotate_half_rows",
     "to_hf_state_dict",
 ]
 
-# (ModelConfig field, the value Llama has). getattr(config, field, plain): a field this version
-# of tinylm.nn lacks cannot be set, so it counts as plain.
+# (ModelConfig field, the value Llama has).
 LLAMA_PLAIN: tuple[tuple[str, Any], ...] = (
     ("norm", "pre"),
     ("position", "rope"),
@@ -100,17 +98,10 @@ def key_map(num_layers: int) -> dict[str, str]:
 # -- configs ---------------------------------------------------------------------------------
 
 
-def model_config_from_dict(raw: dict[str, Any]) -> ModelConfig:
-    """A ModelConfig from a saved [model] table, dropping keys this ModelConfig does not have
-    (e.g. `attention`/`fused_qkv` once they move to the compute config)."""
-    names = {f.name for f in dataclasses.fields(ModelConfig)}
-    return ModelConfig.from_dict({k: v for k, v in raw.items() if k in names})
-
-
 def check_llama_expressible(config: ModelConfig) -> None:
     """Raise ValueError (one line, naming the switch) if Llama cannot express `config`."""
     for name, plain in LLAMA_PLAIN:
-        value = getattr(config, name, plain)
+        value = getattr(config, name)
         if value != plain:
             raise ValueError(
                 f"Llama cannot express model.{name} = {value!r} (only {plain!r}); "

@@ -20,17 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
-import tomllib
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from tinylm.bpe import Tokenizer
-from tinylm.nn import RMSNorm, TransformerLM
-from tinylm.train.checkpoint import read_checkpoint, save_checkpoint
+from tinylm.nn import RMSNorm
+from tinylm.train.checkpoint import save_checkpoint
 from tinylm.train.config import TrainConfig, load_config
 from tinylm.train.errors import RunFailed, one_line, run_cli
 from tinylm.train.files import atomic_directory
@@ -39,7 +36,6 @@ from tinylm.train.hf import (
     check_llama_expressible,
     from_hf_state_dict,
     llama_config_dict,
-    model_config_from_dict,
     model_config_from_llama,
     to_hf_state_dict,
 )
@@ -53,9 +49,9 @@ from tinylm.train.hf_files import (
     special_ids,
     write_json,
 )
-from tinylm.train.prepare import load_tokenizer
+from tinylm.train.run.load import load_run
 from tinylm.train.rundir import find_checkpoints
-from tinylm.train.setup import build_model_and_optimizer, newest_loadable
+from tinylm.train.setup import build_model_and_optimizer
 
 __all__ = ["export_hf", "export_main", "import_hf", "import_main"]
 
@@ -73,44 +69,18 @@ def export_hf(
     force: bool = False,
 ) -> Path:
     """Write the run's newest (or the given) checkpoint as a HF Llama directory; return it."""
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory not found: {run_dir}")
-    payload = None
-    if checkpoint is None:
-        if not find_checkpoints(run_dir):
-            raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}")
-        # Like generate and --resume: a newest checkpoint that does not read back is skipped.
-        checkpoint, payload = newest_loadable(run_dir, lambda m: print(m, file=sys.stderr))
+    out_dir = Path(out_dir)
+    # Like generate and --resume: a newest checkpoint that does not read back is skipped.
+    model, tokenizer, run_config = load_run(run_dir, checkpoint=checkpoint)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} exists and is not a directory")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
         raise ValueError(f"--out {out_dir} is not empty; pass --force to overwrite its files")
-    if payload is None:
-        payload = read_checkpoint(checkpoint)
-    raw = _run_config(payload, run_dir, Path(checkpoint))
-    model_raw = dict(raw.get("model", {}))
-    model_raw.setdefault("vocab_size", raw.get("data", {}).get("vocab_size", 2000))
-    config = model_config_from_dict(model_raw)
+    config = run_config.model
     check_llama_expressible(config)
-
-    with torch.random.fork_rng(devices=[]):  # the init is overwritten: leave the caller's RNG
-        model = TransformerLM(config)
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise ValueError(f"{checkpoint}: weights do not fit its config: {first}") from None
     norms = [m.eps for m in model.modules() if isinstance(m, RMSNorm)]
     tensors = to_hf_state_dict(model.state_dict(), config)
-
-    specials = list(raw.get("data", {}).get("special_tokens", ["<|endoftext|>"]))
-    tokenizer = _run_tokenizer(run_dir, raw, specials)
-    if max(tokenizer.vocab) >= config.vocab_size:
-        raise ValueError(
-            f"the tokenizer has id {max(tokenizer.vocab)} but model.vocab_size is "
-            f"{config.vocab_size}"
-        )
+    specials = list(run_config.data.special_tokens)
     eos = special_ids(tokenizer).get(specials[0]) if specials else None
 
     dtype = str(tensors["model.embed_tokens.weight"].dtype).removeprefix("torch.")
@@ -123,30 +93,13 @@ def export_hf(
         with atomic_directory(out_dir, replace_files=force) as tmp:
             write_json(tmp / "config.json", llama)
             save_safetensors(tensors, tmp / "model.safetensors", metadata={"format": "pt"})
-            generation = generation_config(raw.get("sample", {}), eos)
+            generation = generation_config(run_config.to_dict()["sample"], eos)
             write_json(tmp / "generation_config.json", generation)
             save_hf_tokenizer(tokenizer, specials, config.context_length, tmp)
     except OSError as e:
         untouched = "left as it was" if out_dir.exists() else "not created"
         raise RunFailed(f"could not write {out_dir}: {e.strerror or e}; it was {untouched}") from e
     return out_dir
-
-
-def _run_config(payload: dict, run_dir: Path, checkpoint: Path) -> dict[str, Any]:
-    """The config dict a checkpoint carries, else the run's config.toml."""
-    if isinstance(payload.get("config"), dict):
-        return payload["config"]
-    path = run_dir / "config.toml"
-    if not path.is_file():
-        raise ValueError(f"{checkpoint} carries no config and {path} does not exist")
-    return tomllib.loads(path.read_text())
-
-
-def _run_tokenizer(run_dir: Path, raw: dict, specials: list[str]) -> Tokenizer:
-    for directory in (run_dir / "tokenizer", Path(raw.get("data", {}).get("tokenizer_dir") or "")):
-        if str(directory) not in ("", ".") and (directory / "vocab.json").is_file():
-            return load_tokenizer(directory, specials)
-    raise FileNotFoundError(f"no tokenizer (vocab.json, merges.txt) in {run_dir / 'tokenizer'}")
 
 
 # -- import ----------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import torch
@@ -36,11 +35,6 @@ def sample_text(
     """
     if top_k < 0:
         raise ValueError(f"top_k must be >= 0 (0 = off), got {top_k}")
-    # top_k and compile are passed only when set, so this also runs with a generate without them.
-    extra = {"top_k": top_k} if top_k > 0 else {}
-    extra |= {"compile": compile} if compile is not None else {}
-    if "top_k" in extra and "top_k" not in inspect.signature(generate).parameters:
-        raise ValueError("top_k needs a tinylm.nn.generate with top_k support (not installed)")
     device = next(model.parameters()).device
     prompt_ids = tokenizer.encode(prompt) if prompt else []
     eos_ids = tokenizer.encode(eos_token) if stop_at_eos else []
@@ -58,7 +52,8 @@ def sample_text(
         top_p=top_p,
         eos_id=eos_id,
         generator=generator,
-        **extra,
+        top_k=top_k or None,  # generate's "off" is None
+        compile=compile,
     )
     ids = out.tolist()
     if not prompt:

@@ -11,21 +11,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from tinylm.bpe import Tokenizer
-from tinylm.nn import ModelConfig, TransformerLM, split_compute_keys
+from tinylm.nn import TransformerLM
 from tinylm.optim import LRSchedule, OptimizerHParams, OptimizerSet, build_optimizers
-from tinylm.train.checkpoint import UnsafeCheckpoint, load_checkpoint, read_checkpoint
+from tinylm.train.checkpoint import load_checkpoint
 from tinylm.train.config import OptimConfig, TrainConfig
 from tinylm.train.data import check_tokens, open_tokens
 from tinylm.train.files import atomic_write
 from tinylm.train.metrics import unigram_entropy
 from tinylm.train.prepare import load_tokenizer, prepare_data
-from tinylm.train.rundir import find_checkpoints
+from tinylm.train.run.load import newest_loadable, saved_model_config
+from tinylm.train.run.migrate import migrate_optimizer_state
 from tinylm.train.runtime import Distributed
 
 __all__ = [
@@ -34,7 +34,6 @@ __all__ = [
     "build_model_and_optimizer",
     "build_schedule",
     "load_run_data",
-    "newest_loadable",
     "optimizer_hparams",
     "resume_from",
     "save_run_files",
@@ -131,64 +130,6 @@ def build_model_and_optimizer(
     return model, optimizer, build_schedule(cfg, optimizer)
 
 
-def saved_model_config(saved: dict[str, Any]) -> ModelConfig | None:
-    """The [model] a checkpoint was trained with (older ones carry kernel keys: dropped)."""
-    model = saved.get("model")
-    if model is None:
-        return None
-    model = dict(model)
-    model.setdefault("vocab_size", saved.get("data", {}).get("vocab_size", 2000))
-    return ModelConfig.from_dict(split_compute_keys(model)[0])
-
-
-def _old_adamw_state(
-    state: dict[str, Any], model: torch.nn.Module, optimizer: OptimizerSet
-) -> dict[str, Any]:
-    """A single-AdamW state dict of the older format (groups split by `ndim`, decayed first) as
-    this AdamW-only set's state: the moments follow their parameters into the role groups."""
-    if list(optimizer) != ["adamw"]:
-        raise ValueError(
-            "checkpoint holds one AdamW (an older format); resume it with optim.optimizer = "
-            f"'adamw', not {list(optimizer)}"
-        )
-    params = [p for p in model.parameters() if p.requires_grad]
-    old_order = [p for p in params if p.ndim >= 2] + [p for p in params if p.ndim < 2]
-    new = optimizer["adamw"].state_dict()
-    new_index = {
-        id(p): i
-        for i, p in enumerate(p for g in optimizer["adamw"].param_groups for p in g["params"])
-    }
-    old_ids = [i for g in state["param_groups"] for i in g["params"]]
-    if len(old_ids) != len(old_order):
-        raise ValueError("checkpoint's optimizer state does not fit this model")
-    by_old_id = dict(zip(old_ids, old_order, strict=True))
-    moments = {new_index[id(by_old_id[i])]: v for i, v in state["state"].items()}
-    return {"adamw": {"state": moments, "param_groups": new["param_groups"]}}
-
-
-def newest_loadable(run_dir: Path, log) -> tuple[Path, dict[str, Any]]:
-    """The newest checkpoint that reads back, saying which newer ones were skipped and why.
-
-    A checkpoint refused for safety (it pickles code) is never skipped over: that is tampering,
-    not a crash, so the run stops there.
-    """
-    skipped = []
-    for path in reversed(find_checkpoints(run_dir)):
-        try:
-            payload = read_checkpoint(path)
-        except UnsafeCheckpoint:
-            raise
-        except ValueError as e:
-            skipped.append(f"{path.name} ({e})")
-            continue
-        if skipped:
-            log(f"warning: skipped unreadable {'; '.join(skipped)}; resuming from {path}")
-        return path, payload
-    raise ValueError(
-        f"--resume: no loadable checkpoint in {run_dir / 'checkpoints'}: {'; '.join(skipped)}"
-    )
-
-
 def resume_from(
     cfg: TrainConfig,
     model: torch.nn.Module,
@@ -219,10 +160,9 @@ def resume_from(
             f"{path} has no 'scheduler' entry, so the learning-rate schedule cannot be resumed; "
             "it was not written by train-lm (use it with load_checkpoint, or start a new run)"
         )
-    state = payload["optimizer"]
-    if "state" in state and "param_groups" in state:  # one AdamW: checkpoints before roles
-        payload = {**payload, "optimizer": _old_adamw_state(state, model, optimizer)}
-    elif set(state) != set(optimizer):
+    state = migrate_optimizer_state(payload["optimizer"], model, optimizer)
+    payload = {**payload, "optimizer": state}
+    if set(state) != set(optimizer):
         was = saved.get("optim", {}).get("optimizer", "?")
         raise ValueError(
             f"{path} was trained with optim.optimizer = {was!r} (optimizers {sorted(state)}); "
@@ -233,10 +173,7 @@ def resume_from(
     step = load_checkpoint(payload, model, optimizer, restore_rng=True)
     for group, settings in zip(optimizer.param_groups, fresh, strict=True):
         group.update(settings)
-    # LRSchedule saves total_iters; a CosineSchedule (checkpoints before roles) cosine_cycle_iters.
-    saved_total = saved_schedule.get(
-        "total_iters", saved_schedule.get("cosine_cycle_iters", cfg.train.max_steps)
-    )
+    saved_total = saved_schedule.get("total_iters", cfg.train.max_steps)
     cycle = cfg.optim.cosine_steps or int(saved_total)
     if cfg.optim.cosine_steps == 0 and cycle != cfg.train.max_steps:
         if cfg.train.max_steps > cycle:
