@@ -44,10 +44,11 @@ def test_unknown_bundled_name_is_an_error_naming_the_choices():
 
 
 def test_the_default_run_trains_on_tinystories(tmp_path):
-    """The embedded default run's corpus: default.toml leaves data.text empty, meaning TinyStories
-    (its 2-minute sample read better than openprose's at the same 600 steps; README)."""
+    """The embedded default run's corpus is TinyStories, named explicitly (its 2-minute sample read
+    better than openprose's at the same 600 steps; README): "" keeps meaning openprose, which old
+    run directories were trained on."""
     data = replace(load_config().data, text_bytes=60_000, vocab_size=280, tokenizer_bytes=0)
-    assert data.text == ""
+    assert data.text == "tinystories"
     prepared = prepare_data(data, tmp_path, log=lambda *a: None)
     assert prepared.tokenizer_dir.name.startswith("tinystories_2M-")
     assert (

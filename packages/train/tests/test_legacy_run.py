@@ -86,6 +86,9 @@ def test_resume_it_for_two_more_steps(legacy, tmp_path, capsys):
     args += ["--train.device", "cpu", "--data.num_workers", "1", "--no-progress"]
     assert train_main(args) == 0, capsys.readouterr().err
     assert "resumed from" in capsys.readouterr().out
+    # Its config says data.text = "", which meant the bundled openprose when it was written: the
+    # resumed run must read that corpus (and its cached tokens), not today's default corpus.
+    assert [p.name.split("-")[0] for p in (tmp_path / "_data").iterdir()] == ["openprose_4M"]
     assert [p.name for p in find_checkpoints(legacy)][-1] == "step_0000008.pt"
     steps = [json.loads(line)["step"] for line in (legacy / "metrics.jsonl").open()]
     assert steps[-1] == 8 and steps[: steps.index(6) + 1] == [3, 6]

@@ -63,7 +63,9 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DataConfig:
-    text: str = ""  # raw text; a bundled corpus's name (tinystories, openprose); "" = tinystories
+    # raw text: a file path, or a bundled corpus's name (tinystories, openprose); "" is the
+    # spelling of openprose from before TinyStories was bundled, kept so old runs resume on it
+    text: str = "tinystories"
     # A separate validation file (e.g. TinyStories' valid.txt): with it, `text` is the train file
     # and nothing is split; both are used whole and streamed (text_bytes and val_fraction are
     # for a single `text`), and the BPE is trained on the first `tokenizer_bytes` of `text`.

@@ -74,9 +74,10 @@ def bundled_corpus(name: str = DEFAULT_CORPUS) -> Path:
 
 
 def text_source(text: str) -> Path:
-    """The file `data.text` names: a path, a bundled corpus's name, or "" (the default one)."""
+    """The file `data.text` names: a path or a bundled corpus's name. "" is openprose: the one
+    bundled corpus when run directories wrote it, so that they resume on the data they began."""
     if not text or text in BUNDLED_CORPORA:
-        return bundled_corpus(text or DEFAULT_CORPUS)
+        return bundled_corpus(text or "openprose")
     return Path(text)
 
 
