@@ -26,12 +26,13 @@ from hypothesis import strategies as st
 
 from tinylm.bpe import Tokenizer, train_bpe
 from tinylm.nn import ModelConfig, TransformerLM
-from tinylm.train import TrainConfig, export_hf, hf_cli, import_hf, read_checkpoint, save_checkpoint
+from tinylm.train import TrainConfig, export_hf, import_hf, read_checkpoint, save_checkpoint
 from tinylm.train.config import DataConfig
-from tinylm.train.hf import llama_weight_shapes, model_config_from_llama
-from tinylm.train.hf_cli import export_main, import_main
-from tinylm.train.hf_files import load_hf_weights, load_safetensors, save_safetensors
-from tinylm.train.prepare_files import prepare_text_files
+from tinylm.train.data.text_files import prepare_text_files
+from tinylm.train.hf import cli as hf_cli
+from tinylm.train.hf.cli import export_main, import_main
+from tinylm.train.hf.convert import llama_weight_shapes, model_config_from_llama
+from tinylm.train.hf.files import load_hf_weights, load_safetensors, save_safetensors
 
 EOT = "<|endoftext|>"
 FIXTURE_OK = HealthCheck.function_scoped_fixture  # tmp_path is only overwritten per example
@@ -406,7 +407,7 @@ def test_import_checkpoint_write_cut_short_by_the_os(hf_dir, tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))  # tokenizer fits, weights not
 
     out = tmp_path / "runs" / "imp"
-    code = "import sys; from tinylm.train.hf_cli import import_main; sys.exit(import_main())"
+    code = "import sys; from tinylm.train.hf.cli import import_main; sys.exit(import_main())"
     argv = [sys.executable, "-c", code, str(hf_dir), "--out", str(out)]
     proc = subprocess.run(
         argv, preexec_fn=limit_file_size, capture_output=True, text=True, timeout=600

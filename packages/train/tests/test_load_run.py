@@ -18,7 +18,7 @@ import torch
 
 from tinylm.train import LoadedRun, load_run
 from tinylm.train.generate_cli import main as generate_main
-from tinylm.train.hf_cli import export_main
+from tinylm.train.hf.cli import export_main
 from tinylm.train.run.migrate import migrate_checkpoint, migrate_config
 
 FIXTURE = Path(__file__).parent / "fixtures" / "legacy_run"

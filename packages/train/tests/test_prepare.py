@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-import tinylm.train.prepare as prepare_module
+import tinylm.train.data.prepare as prepare_module
 from tinylm.bpe import Tokenizer
 from tinylm.train import DataConfig, load_tokenizer, prepare_data, run_cli
 

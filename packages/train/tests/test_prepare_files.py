@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import tinylm.train.prepare_files as prepare_files_module
+import tinylm.train.data.text_files as prepare_files_module
 from tinylm.train import (
     DataConfig,
     file_fingerprint,
@@ -13,7 +13,7 @@ from tinylm.train import (
     prepare_data,
     prepare_text_files,
 )
-from tinylm.train.prepare_files import _write_head, utf8_prefix
+from tinylm.train.data.text_files import _write_head, utf8_prefix
 
 EOT = "<|endoftext|>"
 

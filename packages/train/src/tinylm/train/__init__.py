@@ -31,15 +31,23 @@ from tinylm.train.config import (
     load_config,
     validate_config,
 )
-from tinylm.train.data import check_tokens, get_batch, open_tokens
+from tinylm.train.data import (
+    PreparedData,
+    bundled_corpus,
+    check_tokens,
+    file_fingerprint,
+    get_batch,
+    load_tokenizer,
+    open_tokens,
+    prepare_data,
+    prepare_text_files,
+)
 from tinylm.train.errors import RunFailed, RunInterrupted, run_cli
 from tinylm.train.files import atomic_open, atomic_write
 from tinylm.train.flops import GPU_PEAK_FLOPS, peak_flops
-from tinylm.train.hf_cli import export_hf, import_hf
+from tinylm.train.hf import export_hf, import_hf
 from tinylm.train.loop import RunResult, TrainingDiverged, train
 from tinylm.train.metrics import MetricsLog, plot_losses, unigram_entropy
-from tinylm.train.prepare import PreparedData, bundled_corpus, load_tokenizer, prepare_data
-from tinylm.train.prepare_files import file_fingerprint, prepare_text_files
 from tinylm.train.run.load import LoadedRun, load_run
 from tinylm.train.rundir import (
     RunLock,

@@ -42,6 +42,8 @@ import tomli_w
 
 from tinylm.nn import ComputeConfig, ModelConfig
 from tinylm.optim import OPTIMIZER_KINDS, SCHEDULE_KINDS
+from tinylm.train.data.cache import BUNDLED_CORPORA
+from tinylm.train.data.config import DataConfig
 from tinylm.train.files import atomic_write
 from tinylm.train.run.migrate import MOVED_KEYS, migrate_config
 
@@ -59,29 +61,6 @@ __all__ = [
     "resolve_config_path",
     "validate_config",
 ]
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    # raw text: a file path, or a bundled corpus's name (tinystories, openprose); "" is the
-    # spelling of openprose from before TinyStories was bundled, kept so old runs resume on it
-    text: str = "tinystories"
-    # A separate validation file (e.g. TinyStories' valid.txt): with it, `text` is the train file
-    # and nothing is split; both are used whole and streamed (text_bytes and val_fraction are
-    # for a single `text`), and the BPE is trained on the first `tokenizer_bytes` of `text`.
-    val_text: str = ""
-    text_bytes: int = 2_000_000  # use only the first N bytes of `text` (0 = all)
-    val_fraction: float = 0.05  # last fraction of the documents held out for validation
-    vocab_size: int = 2000  # BPE vocabulary trained on the text
-    tokenizer_bytes: int = 1_000_000  # BPE is trained on the first N bytes of the train split
-    special_tokens: tuple[str, ...] = ("<|endoftext|>",)
-    train_tokens: str = ""  # pre-encoded train ids (.npy); when set, `text` is ignored
-    val_tokens: str = ""  # pre-encoded validation ids (.npy)
-    tokenizer_dir: str = ""  # vocab.json + merges.txt for pre-encoded data (samples need it)
-    dtype: str = ""  # id dtype of raw .bin token files (e.g. "uint16"); .npy files know theirs
-    cache_dir: str = ""  # where tokenizer and .npy files are cached; "" = <run.root>/_data
-    num_workers: int = 0  # encoding processes; 0 = all cores
-    text_errors: str = "strict"  # invalid UTF-8 in `text`: "strict" = error, "replace" = U+FFFD
 
 
 @dataclass(frozen=True)
@@ -537,8 +516,11 @@ def validate_config(config: TrainConfig) -> None:
             raise ValueError(f"config key '{key}' must be {must}, got {value!r}")
     # Combinations within [data] and across sections.
     d = config.data
-    if d.val_text and not d.text:
-        raise ValueError("data.val_text needs data.text, the train file beside it")
+    if d.val_text and (not d.text or d.text in BUNDLED_CORPORA):
+        raise ValueError(
+            "data.val_text needs data.text, the train file beside it (a file path: a bundled "
+            "corpus is split by itself)"
+        )
     if d.val_text and d.text_errors != "strict":
         raise ValueError(
             "data.text_errors = 'replace' needs a single data.text: the streamed encoding of "

@@ -25,7 +25,7 @@ from tinylm.bpe import Tokenizer
 from tinylm.nn import ModelConfig, TransformerLM
 from tinylm.train.checkpoint import UnsafeCheckpoint, read_checkpoint
 from tinylm.train.config import DataConfig, TrainConfig, load_config
-from tinylm.train.prepare import load_tokenizer
+from tinylm.train.data import load_tokenizer
 from tinylm.train.run.migrate import migrate_checkpoint
 from tinylm.train.rundir import find_checkpoints
 

@@ -31,7 +31,7 @@ from tinylm.train.checkpoint import save_checkpoint
 from tinylm.train.config import TrainConfig, load_config
 from tinylm.train.errors import RunFailed, one_line, run_cli
 from tinylm.train.files import atomic_directory
-from tinylm.train.hf import (
+from tinylm.train.hf.convert import (
     NOT_ARCHITECTURE,
     check_llama_expressible,
     from_hf_state_dict,
@@ -39,7 +39,7 @@ from tinylm.train.hf import (
     model_config_from_llama,
     to_hf_state_dict,
 )
-from tinylm.train.hf_files import (
+from tinylm.train.hf.files import (
     generation_config,
     load_hf_tokenizer,
     load_hf_weights,

@@ -12,113 +12,27 @@ preparation is simply redone.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from importlib import resources
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from tinylm.bpe import Tokenizer, train_bpe
-from tinylm.train.config import DataConfig
-from tinylm.train.errors import RunFailed
+from tinylm.train.data.cache import (
+    BUNDLED_CORPORA,
+    PreparedData,
+    cache_writes,
+    make_cache_dir,
+    text_source,
+)
+from tinylm.train.data.config import DataConfig
+from tinylm.train.data.text_files import check_text_files, files_cache_dir, prepare_text_files
 from tinylm.train.files import atomic_write
 
-__all__ = [
-    "BUNDLED_CORPORA",
-    "DEFAULT_CORPUS",
-    "PreparedData",
-    "bundled_corpus",
-    "load_tokenizer",
-    "prepare_data",
-]
-
-# Corpora shipped in this package's data/ (licences and attribution in data/LICENSES.md). A
-# `data.text` equal to one of these names means that file; "" means DEFAULT_CORPUS.
-BUNDLED_CORPORA = {"openprose": "openprose_4M.txt", "tinystories": "tinystories_2M.txt"}
-DEFAULT_CORPUS = "tinystories"
-
-_SPACE_HINT = "; free space there or set data.cache_dir to another disk"
-
-
-@dataclass(frozen=True)
-class PreparedData:
-    train_path: Path
-    val_path: Path
-    tokenizer_dir: Path | None  # holds vocab.json + merges.txt, when known
-    # Per step ("tokenizer", "train", "val") what it was built from and what it cost, with
-    # "cached": bool; filled by the two-file preparation (`prepare_text_files`), else empty.
-    steps: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, repr=False)
-    # The tokenizer in memory when this call built (or had to load) it; None: load it from
-    # tokenizer_dir when needed.
-    tokenizer: Tokenizer | None = field(default=None, compare=False, repr=False)
-
-    def to_dict(self) -> dict[str, str | None]:
-        return {
-            "train_path": str(self.train_path),
-            "val_path": str(self.val_path),
-            "tokenizer_dir": str(self.tokenizer_dir) if self.tokenizer_dir else None,
-        }
-
-
-def bundled_corpus(name: str = DEFAULT_CORPUS) -> Path:
-    """A corpus shipped in this package: "tinystories" (2 MB of real TinyStories) or
-    "openprose" (4 MB of permissively licensed prose); see data/LICENSES.md."""
-    if name not in BUNDLED_CORPORA:
-        raise ValueError(f"no bundled corpus '{name}' (bundled: {', '.join(BUNDLED_CORPORA)})")
-    return Path(str(resources.files("tinylm.train") / "data" / BUNDLED_CORPORA[name]))
-
-
-def text_source(text: str) -> Path:
-    """The file `data.text` names: a path or a bundled corpus's name. "" is openprose: the one
-    bundled corpus when run directories wrote it, so that they resume on the data they began."""
-    if not text or text in BUNDLED_CORPORA:
-        return bundled_corpus(text or "openprose")
-    return Path(text)
-
-
-def load_tokenizer(
-    tokenizer_dir: str | os.PathLike, special_tokens=("<|endoftext|>",)
-) -> Tokenizer:
-    directory = Path(tokenizer_dir)
-    vocab, merges = directory / "vocab.json", directory / "merges.txt"
-    for path in (vocab, merges):
-        if not path.is_file():
-            raise FileNotFoundError(f"tokenizer file not found: {path}")
-    return Tokenizer.from_files(vocab, merges, list(special_tokens))
-
-
-def make_cache_dir(directory: Path) -> None:
-    """mkdir -p, with a file in the way reported as bad input naming it (not NotADirectoryError)."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        parents = (directory, *directory.parents)
-        blocker = next((p for p in parents if p.exists() and not p.is_dir()), directory)
-        raise ValueError(
-            f"data cache {directory}: {blocker} is a file, not a directory (data.cache_dir; "
-            "default <run.root>/_data)"
-        ) from None
-
-
-@contextmanager
-def cache_writes(directory: Path):
-    """Name the cache directory in an I/O error that names no file: a full disk's `[Errno 28]`
-    comes from a write, which knows no path. Such a failure is the run's (exit 1); the
-    unfinished entry has no meta.json, so the next run rebuilds it."""
-    try:
-        yield
-    except OSError as e:
-        if e.filename is not None or isinstance(e, FileNotFoundError | PermissionError):
-            raise
-        hint = _SPACE_HINT if e.errno == errno.ENOSPC else ""
-        raise RunFailed(
-            f"building the data cache {directory} failed: {e.strerror or e} (errno {e.errno}){hint}"
-        ) from e
+__all__ = ["decode_text", "prepare_data"]
 
 
 def prepare_data(
@@ -143,15 +57,11 @@ def prepare_data(
         return PreparedData(Path(config.train_tokens), Path(config.val_tokens), tok_dir)
 
     if config.val_text:
-        # Imported here: prepare_files.py builds on this module's PreparedData and load_tokenizer.
-        from tinylm.train.prepare_files import (
-            check_text_files,
-            files_cache_dir,
-            prepare_text_files,
-        )
-
-        if not config.text:
-            raise ValueError("data.val_text needs data.text, the train file beside it")
+        if not config.text or config.text in BUNDLED_CORPORA:
+            raise ValueError(
+                "data.val_text needs data.text, the train file beside it (a file path: a bundled "
+                "corpus is split by itself)"
+            )
         check_text_files(config.text, config.val_text)  # before files_cache_dir reads them
         make_cache_dir(Path(cache_root))
         out = files_cache_dir(config, cache_root)

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from tinylm.bpe import Tokenizer, train_bpe
-from tinylm.train.config import DataConfig
+from tinylm.train.data.cache import PreparedData, cache_writes, load_tokenizer, make_cache_dir
+from tinylm.train.data.config import DataConfig
 from tinylm.train.files import atomic_open, atomic_write
-from tinylm.train.prepare import PreparedData, cache_writes, load_tokenizer, make_cache_dir
 
 __all__ = [
     "check_text_files",

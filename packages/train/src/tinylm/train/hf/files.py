@@ -26,8 +26,8 @@ import torch
 
 from tinylm.bpe import Tokenizer
 from tinylm.train.checkpoint import load_weights_only
+from tinylm.train.data import load_tokenizer
 from tinylm.train.files import atomic_open
-from tinylm.train.prepare import load_tokenizer
 
 __all__ = [
     "generation_config",
