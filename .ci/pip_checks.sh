@@ -53,8 +53,40 @@ except ImportError:
     pass
 else:
     raise SystemExit("bpe alone pulled in torch")
-print(f"bpe alone: encode round-trips ({len(ids)} tokens), no torch")
+from tinylm.bpe import native_available
+
+assert native_available(), "the pip-installed bpe has no native core"
+print(f"bpe alone: encode round-trips ({len(ids)} tokens) on the native core, no torch")
 EOF
+lap
+
+echo "-- pip: ./packages/bpe with no working C compiler: installs, runs the pure-Python path"
+uv venv --quiet --seed --python "$python" "$tmp/bpe-nocc"
+# setuptools reads CC for the compile step: `false` fails every compile, as a missing gcc would.
+# From a copy without build products: the workspace's editable build leaves .so files and a
+# build/ folder in packages/bpe, which setuptools would reuse instead of compiling.
+cp -r packages/bpe "$tmp/bpe-src"
+rm -rf "$tmp/bpe-src/build"
+find "$tmp/bpe-src" -name '*.so' -delete
+CC=false pip_in "$tmp/bpe-nocc" install --quiet --no-cache-dir "$tmp/bpe-src"
+"$tmp/bpe-nocc/bin/python" - "$tmp" 2>"$tmp/nocc.err" <<'EOF'
+import sys
+from pathlib import Path
+
+from tinylm.bpe import Tokenizer, native_available
+
+tmp = Path(sys.argv[1])
+tok = Tokenizer.from_files(tmp / "tok/vocab.json", tmp / "tok/merges.txt", ["<|endoftext|>"])
+text = (tmp / "text.txt").read_text()
+assert tok.decode(tok.encode(text)) == text and tok.encode(text) == tok.encode(text)
+assert not native_available(), "a native core without a compiler?"
+print("bpe without a compiler: installed, encodes on the reference path")
+EOF
+if [ "$(grep -c "warning:" "$tmp/nocc.err")" != 1 ]; then
+    cat "$tmp/nocc.err"
+    echo "error: the pure-Python fallback must say so exactly once (one warning: line)" >&2
+    exit 1
+fi
 lap
 
 echo "-- pip: ./packages/train alone must be refused (a clean venv)"
