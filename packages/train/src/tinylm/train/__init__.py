@@ -3,6 +3,7 @@
 config = load_config(overrides={"train.max_steps": 200})   # default.toml + overrides
 config = load_config("modern")                             # a bundled config by name
 result = train(config)                                     # -> RunResult (losses, paths, model)
+result = Trainer(config).fit()                             # the same, without lock or signals
 x, y = get_batch(np.load("train.npy", mmap_mode="r"), 16, 128, "cpu")
 save_checkpoint(model, optimizer, step, "ckpt.pt", scheduler=schedule)
 step = load_checkpoint("ckpt.pt", model, optimizer, scheduler=schedule)
@@ -35,7 +36,6 @@ from tinylm.train.errors import RunFailed, RunInterrupted, run_cli
 from tinylm.train.files import atomic_open, atomic_write
 from tinylm.train.flops import GPU_PEAK_FLOPS, peak_flops
 from tinylm.train.hf_cli import export_hf, import_hf
-from tinylm.train.loop import RunResult, TrainingDiverged, train
 from tinylm.train.metrics import MetricsLog, plot_losses, unigram_entropy
 from tinylm.train.prepare import PreparedData, bundled_corpus, load_tokenizer, prepare_data
 from tinylm.train.prepare_files import file_fingerprint, prepare_text_files
@@ -48,6 +48,7 @@ from tinylm.train.rundir import (
     prepare_run_dir,
 )
 from tinylm.train.sampling import sample_text, write_sample
+from tinylm.train.trainer import RunResult, Trainer, TrainingDiverged, train
 
 __all__ = [
     "GPU_PEAK_FLOPS",
@@ -64,6 +65,7 @@ __all__ = [
     "RunResult",
     "SampleConfig",
     "TrainConfig",
+    "Trainer",
     "TrainingDiverged",
     "apply_overrides",
     "atomic_open",
