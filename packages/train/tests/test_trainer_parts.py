@@ -175,3 +175,19 @@ def test_train_step_is_the_step_of_a_whole_run(tiny_config):
     records = [json.loads(x) for x in (whole.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["train_loss"] == pytest.approx(sum(float(x) for x in losses) / 3)
     assert whole.checkpoint.name == "step_0000003.pt"
+
+
+def test_an_io_error_in_the_loop_is_recorded_and_becomes_run_failed(tmp_path):
+    sink = MetricsSink(tmp_path, timer=RunClock(setup_start=0.0).timer)
+    sink.open()
+    position = {"step": 4, "tokens": 128, "wallclock": 0.5}
+    expected = r"I/O error at step 4: No space left on device \(f\); kept"
+    recording = sink.recording_failure(lambda: position, kept=lambda: "kept")
+    with pytest.raises(RunFailed, match=expected), recording:
+        raise OSError(28, "No space left on device", "f")
+    last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last == {
+        **position,
+        "event": "failed",
+        "reason": "[Errno 28] No space left on device: 'f'",
+    }

@@ -9,10 +9,12 @@ that fails keeps what it has shown: a last {"event": "diverged" | "failed"} line
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tinylm.train.errors import TrainingDiverged, one_line
+from tinylm.train.errors import RunFailed, TrainingDiverged, one_line
 from tinylm.train.metrics import MetricsLog, init_wandb, plot_losses
 from tinylm.train.runtime import Timer
 
@@ -71,6 +73,25 @@ class MetricsSink:
                     title=self.title or self.run_dir.name,
                     baseline=self.baseline,
                 )
+
+    @contextmanager
+    def recording_failure(
+        self, position: Callable[[], dict[str, Any]], kept: Callable[[], str]
+    ) -> Iterator[None]:
+        """Around the loop: on divergence or any failure, keep what the run has shown so far
+        (see `failed`; `position()`: step, tokens, wallclock); an I/O error becomes RunFailed
+        naming the step and what the run keeps (`kept()`: its last good checkpoint)."""
+        try:
+            yield
+        except (RunFailed, OSError) as e:
+            where = position()
+            self.failed(e, where)
+            if isinstance(e, OSError):
+                raise RunFailed(
+                    f"I/O error at step {where['step']}: {e.strerror or e}"
+                    f"{f' ({e.filename})' if e.filename else ''}; {kept()}"
+                ) from e
+            raise
 
     def failed(self, error: BaseException, position: dict[str, Any]) -> None:
         """Record why the run ended early (`position`: step, tokens, wallclock), best effort:

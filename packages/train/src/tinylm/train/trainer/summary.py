@@ -18,7 +18,7 @@ from tinylm.nn import ModelConfig, ModelStats
 from tinylm.optim import OptimizerSet
 from tinylm.train.config import LoopConfig, OptimConfig, load_config
 from tinylm.train.metrics import MetricsLog
-from tinylm.train.setup import RunData
+from tinylm.train.setup import ResumePoint, RunData
 
 __all__ = [
     "RunResult",
@@ -148,29 +148,27 @@ def end_lines(result: RunResult, *, resume: str, max_seconds: float) -> list[str
 
 
 def already_done(
-    run_dir: Path,
-    *,
-    step: int,
-    tokens: int,
-    wallclock: float,
-    checkpoint: Path | None,
-    baseline: float,
-    model: torch.nn.Module,
-) -> RunResult:
+    run_dir: Path, max_steps: int, start: ResumePoint, baseline: float, resume: str
+) -> tuple[str, RunResult]:
     """A resume at or past train.max_steps: nothing to train, so nothing is written (no sample,
-    no plot, no config); the result reports the run as its log left it."""
+    no plot, no config). Returns the line that says so (`resume`: the command that continues
+    the run) and a result that reports the run as its log left it."""
+    step = start.step
+    line = (
+        f"{run_dir} is already at step {step} (train.max_steps {max_steps}); nothing to do. "
+        f"To train on: {resume} --train.max_steps N (N > {step})"
+    )
     records = [r for r in MetricsLog(run_dir / "metrics.jsonl").read() if r["step"] <= step]
     train_losses = [r["train_loss"] for r in records if r.get("train_loss") is not None]
     val_losses = [r["val_loss"] for r in records if r.get("val_loss") is not None]
-    return RunResult(
+    return line, RunResult(
         run_dir=run_dir,
         step=step,
-        tokens=tokens,
-        wallclock=wallclock,
+        tokens=start.tokens,
+        wallclock=start.wallclock,
         train_loss=train_losses[-1] if train_losses else math.nan,
         val_loss=val_losses[-1] if val_losses else None,
         unigram_entropy=baseline,
-        checkpoint=checkpoint,
+        checkpoint=start.checkpoint,
         stopped="already done",
-        model=model,
     )

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -30,7 +30,6 @@ from tinylm.nn import model_stats
 from tinylm.optim import clip_grad_norm
 from tinylm.train.config import TrainConfig
 from tinylm.train.data import get_batch
-from tinylm.train.errors import RunFailed
 from tinylm.train.evaluate import batch_generator
 from tinylm.train.evaluate import evaluate as held_out_loss
 from tinylm.train.flops import peak_flops
@@ -207,7 +206,7 @@ class Trainer:
         # default SIGTERM action, or a pool shutting them down could wait forever.
         self.stop.training(lambda: self.checkpointer.last)
         interrupted = False
-        with display, self._recording_failure():
+        with display, self.sink.recording_failure(self._position, self.checkpointer.kept):
             while self.step < cadence.end_step:
                 step_start = time.perf_counter()
                 step_loss, norm = self.train_step()
@@ -291,13 +290,15 @@ class Trainer:
                 if not self.check_every_step:
                     self.shown_loss = mean_loss
 
+    def _position(self) -> dict[str, Any]:
+        wallclock = round(self.clock.wallclock(), 3)
+        return {"step": self.step, "tokens": self.tokens, "wallclock": wallclock}
+
     def _record(self, lr: float) -> dict[str, Any]:
         """The metrics.jsonl line of this step (val_loss filled in by an eval); starts a new
         throughput interval."""
         record = {
-            "step": self.step,
-            "tokens": self.tokens,
-            "wallclock": round(self.clock.wallclock(), 3),
+            **self._position(),
             "train_loss": self.train_loss,
             "val_loss": None,
             "lr": lr,
@@ -308,24 +309,6 @@ class Trainer:
         }
         self.throughput.reset()
         return record
-
-    @contextmanager
-    def _recording_failure(self):
-        """On divergence or any failure in the loop, keep what the run has shown so far (see
-        MetricsSink.failed); an I/O error becomes RunFailed naming the last good checkpoint."""
-        try:
-            yield
-        except (RunFailed, OSError) as e:
-            if self.sink.enabled:
-                wallclock = round(self.clock.wallclock(), 3)
-                position = {"step": self.step, "tokens": self.tokens, "wallclock": wallclock}
-                self.sink.failed(e, position)
-            if isinstance(e, OSError):
-                raise RunFailed(
-                    f"I/O error at step {self.step}: {e.strerror or e}"
-                    f"{f' ({e.filename})' if e.filename else ''}; {self.checkpointer.kept()}"
-                ) from e
-            raise
 
     def _open_run(self) -> None:
         """Before the first step: the resumed log cut back to the checkpoint, config.toml and
@@ -395,18 +378,11 @@ class Trainer:
 
     def _already_done(self) -> RunResult:
         """A resume at or past train.max_steps: nothing to train and nothing written."""
-        cfg, step = self.config, self.step
+        cfg = self.config
         resume = resume_command(cfg.run.root, cfg.run.name)
-        self.log(
-            f"{cfg.run_dir} is already at step {step} (train.max_steps {cfg.train.max_steps}); "
-            f"nothing to do. To train on: {resume} --train.max_steps N (N > {step})"
+        line, result = already_done(
+            cfg.run_dir, cfg.train.max_steps, self.start, self.data.unigram_entropy, resume
         )
-        return already_done(
-            cfg.run_dir,
-            step=step,
-            tokens=self.tokens,
-            wallclock=self.start.wallclock,
-            checkpoint=self.start.checkpoint,
-            baseline=self.data.unigram_entropy,
-            model=self.model,
-        )
+        self.log(line)
+        result.model = self.model
+        return result
