@@ -191,3 +191,21 @@ def test_an_io_error_in_the_loop_is_recorded_and_becomes_run_failed(tmp_path):
         "event": "failed",
         "reason": "[Errno 28] No space left on device: 'f'",
     }
+
+
+def test_a_bare_trainer_fits_like_train(tiny_config):
+    """Trainer(config).fit() without train()'s lock and handlers: the same losses and files."""
+    cfg = tiny_config.replace(train={"max_steps": 6}, eval={"interval": 3})
+    via_train = train(cfg.replace(run={"name": "a"}), progress=False, log=lambda *a: 0)
+    with determinism(torch.device("cpu"), True):
+        bare = Trainer(cfg.replace(run={"name": "b"}), progress=False, log=lambda *a: 0).fit()
+
+    def losses(run_dir):
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+        return [(r["step"], r["train_loss"], r["val_loss"]) for r in map(json.loads, lines)]
+
+    assert losses(bare.run_dir) == losses(via_train.run_dir)
+    assert bare.stopped == "finished" and [p.name for p in find_checkpoints(bare.run_dir)] == [
+        "step_0000006.pt"
+    ]
+    assert (bare.run_dir / "config.toml").is_file() and (bare.run_dir / "sample.txt").is_file()
