@@ -214,7 +214,8 @@ class FakeClock:
 @pytest.fixture
 def fake_clock(monkeypatch):
     clock = FakeClock(tick=0.02)
-    for module in ("tinylm.apps.pipeline", "tinylm.train.loop", "tinylm.train.runstate",
+    for module in ("tinylm.apps.pipeline", "tinylm.train.trainer.trainer",
+                   "tinylm.train.trainer.clock", "tinylm.train.trainer.launch",
                    "tinylm.train.runtime"):  # fmt: skip
         monkeypatch.setattr(importlib.import_module(module), "time", clock)
     return clock
@@ -332,7 +333,8 @@ def test_no_room_after_calibration_leaves_configs_that_match_the_plan(texts, tmp
     calibration checkpoint, and config.toml / run.toml say max_steps = calibrate_steps (they
     used to keep 100000 while the plan said 4), with the cosine the calibration ran with."""
     clock = FakeClock(tick=0.2)
-    for module in ("tinylm.apps.pipeline", "tinylm.train.loop", "tinylm.train.runstate",
+    for module in ("tinylm.apps.pipeline", "tinylm.train.trainer.trainer",
+                   "tinylm.train.trainer.clock", "tinylm.train.trainer.launch",
                    "tinylm.train.runtime"):  # fmt: skip
         monkeypatch.setattr(importlib.import_module(module), "time", clock)
     out = tmp_path / "lb_full"

@@ -55,8 +55,6 @@ def test_text_mode_writes_utf8_and_files_are_readable(tmp_path):
 
 def test_save_run_files_when_the_tokenizer_is_the_runs_own(tmp_path):
     """data.tokenizer_dir = <run>/tokenizer (e.g. a resume pointed at it): no SameFileError."""
-    from types import SimpleNamespace
-
     from tinylm.nn import ModelConfig
     from tinylm.train import TrainConfig
     from tinylm.train.setup import save_run_files
@@ -68,13 +66,13 @@ def test_save_run_files_when_the_tokenizer_is_the_runs_own(tmp_path):
     tok.mkdir(parents=True)
     (tok / "vocab.json").write_text("{}")
     (tok / "merges.txt").write_text("#v\n")
-    save_run_files(cfg, SimpleNamespace(tokenizer_dir=tok))
+    save_run_files(cfg.run_dir, tok, cfg.to_toml())
     assert (tok / "vocab.json").read_text() == "{}"
     other = tmp_path / "elsewhere"
     other.mkdir()
     (other / "vocab.json").write_text('{"a": 0}')
     (other / "merges.txt").write_text("#v2\n")
-    save_run_files(cfg, SimpleNamespace(tokenizer_dir=other))
+    save_run_files(cfg.run_dir, other, cfg.to_toml())
     assert (tok / "vocab.json").read_text() == '{"a": 0}'
     assert (cfg.run_dir / "config.toml").is_file()
 

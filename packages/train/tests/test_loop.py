@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import tinylm.train.loop as loop_module
+import tinylm.train.trainer.trainer as loop_module
 from tinylm.nn import LOSS_KERNELS
 from tinylm.train import TrainingDiverged, find_checkpoints, read_checkpoint, train
 

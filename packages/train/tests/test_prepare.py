@@ -88,9 +88,16 @@ def test_run_setup_uses_the_tokenizer_prepare_data_trained(tiny_config, monkeypa
     loads = []
     real = setup_module.load_tokenizer
     monkeypatch.setattr(setup_module, "load_tokenizer", lambda *a: loads.append(a) or real(*a))
-    fresh = setup_module.load_run_data(tiny_config, Distributed(), log=lambda *a: None)
+    m = tiny_config.model
+    sizes = dict(vocab_size=m.vocab_size, context_length=m.context_length)
+    root = tiny_config.run.root
+    fresh = setup_module.load_run_data(
+        tiny_config.data, run_root=root, **sizes, dist=Distributed(), log=lambda *a: None
+    )
     assert loads == [] and isinstance(fresh.tokenizer, Tokenizer)
-    cached = setup_module.load_run_data(tiny_config, Distributed(), log=lambda *a: None)
+    cached = setup_module.load_run_data(
+        tiny_config.data, run_root=root, **sizes, dist=Distributed(), log=lambda *a: None
+    )
     assert len(loads) == 1
     text = "Once upon a time<|endoftext|>"
     assert fresh.tokenizer.encode(text) == cached.tokenizer.encode(text)

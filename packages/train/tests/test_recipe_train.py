@@ -139,9 +139,20 @@ def test_bad_combinations_exit_2_with_one_line(args, message, capsys, tmp_path, 
 # ---------------------------------------------------------------------------------- roles
 
 
+def _build(cfg):
+    return build_model_and_optimizer(
+        cfg.model,
+        cfg.compute,
+        cfg.optim,
+        seed=cfg.train.seed,
+        max_steps=cfg.train.max_steps,
+        device=torch.device("cpu"),
+    )
+
+
 def test_muon_gets_exactly_the_matrix_role(tiny_config):
     cfg = _modern(tiny_config)
-    model, optimizer, _ = build_model_and_optimizer(cfg, torch.device("cpu"))
+    model, optimizer, _ = _build(cfg)
     roles = model.parameter_groups()
     muon = [p for g in optimizer["muon"].param_groups for p in g["params"]]
     assert [id(p) for p in muon] == [id(p) for p in roles["matrix"]]
@@ -156,7 +167,7 @@ def test_muon_gets_exactly_the_matrix_role(tiny_config):
 
 def test_default_adamw_roles_decay_like_the_ndim_split(tiny_config):
     """adamw: matrices and embeddings decayed, gains not: the split the default run always had."""
-    _, optimizer, _ = build_model_and_optimizer(tiny_config, torch.device("cpu"))
+    _, optimizer, _ = _build(tiny_config)
     assert list(optimizer) == ["adamw"]
     for group in optimizer.param_groups:
         expected = tiny_config.optim.weight_decay if group["params"][0].ndim >= 2 else 0.0
@@ -246,7 +257,7 @@ def test_old_single_adamw_checkpoint_resumes(tiny_config):
         },
         config=old_config,
     )
-    fresh, optimizer, schedule = build_model_and_optimizer(cfg, torch.device("cpu"))
+    fresh, optimizer, schedule = _build(cfg)
     point = resume_from(cfg, fresh, optimizer, schedule)
     assert point.step == 3 and schedule.t == 3
     fresh_params = list(fresh.parameters())

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-import tinylm.train.loop as loop_module
 import tinylm.train.setup as train_setup
+import tinylm.train.trainer.trainer as loop_module
 from tinylm.bpe import Tokenizer, train_bpe
 from tinylm.nn import LOSS_KERNELS
 from tinylm.train import (

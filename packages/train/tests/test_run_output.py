@@ -15,9 +15,9 @@ import pytest
 import torch
 
 import tinylm.train.flops as flops
-import tinylm.train.loop as loop_module
 import tinylm.train.progress as progress
 import tinylm.train.setup as train_setup
+import tinylm.train.trainer.trainer as loop_module
 from tinylm.train import MetricsLog, find_checkpoints, load_config, train
 from tinylm.train.cli import main as train_main
 

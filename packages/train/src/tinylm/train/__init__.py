@@ -3,6 +3,7 @@
 config = load_config(overrides={"train.max_steps": 200})   # default.toml + overrides
 config = load_config("modern")                             # a bundled config by name
 result = train(config)                                     # -> RunResult (losses, paths, model)
+result = Trainer(config).fit()                             # the same, without lock or signals
 model, tokenizer, config = load_run("runs/default")        # a run's newest checkpoint, any age
 x, y = get_batch(np.load("train.npy", mmap_mode="r"), 16, 128, "cpu")
 save_checkpoint(model, optimizer, step, "ckpt.pt", scheduler=schedule)
@@ -46,7 +47,6 @@ from tinylm.train.errors import RunFailed, RunInterrupted, run_cli
 from tinylm.train.files import atomic_open, atomic_write
 from tinylm.train.flops import GPU_PEAK_FLOPS, peak_flops
 from tinylm.train.hf import export_hf, import_hf
-from tinylm.train.loop import RunResult, TrainingDiverged, train
 from tinylm.train.metrics import MetricsLog, plot_losses, unigram_entropy
 from tinylm.train.run.load import LoadedRun, load_run
 from tinylm.train.rundir import (
@@ -58,6 +58,7 @@ from tinylm.train.rundir import (
     prepare_run_dir,
 )
 from tinylm.train.sampling import sample_text, write_sample
+from tinylm.train.trainer import RunResult, Trainer, TrainingDiverged, train
 
 __all__ = [
     "GPU_PEAK_FLOPS",
@@ -75,6 +76,7 @@ __all__ = [
     "RunResult",
     "SampleConfig",
     "TrainConfig",
+    "Trainer",
     "TrainingDiverged",
     "apply_overrides",
     "atomic_open",

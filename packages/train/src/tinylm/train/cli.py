@@ -26,8 +26,8 @@ from tinylm.train.config import (
     load_config,
 )
 from tinylm.train.errors import run_cli
-from tinylm.train.loop import train
 from tinylm.train.rundir import resume_command, resumed_step
+from tinylm.train.trainer import train
 
 USAGE = """usage: train-lm [--config FILE|NAME] [--resume] [--compile] [--device DEV]
                 [--no-progress] [--section.key VALUE ...]

@@ -15,7 +15,6 @@ from contextlib import AbstractContextManager
 import numpy as np
 import torch
 
-from tinylm.train.config import TrainConfig
 from tinylm.train.data import get_batch
 from tinylm.train.runtime import Distributed
 
@@ -32,20 +31,24 @@ def batch_generator(seed: int, step: int, stream: int) -> torch.Generator:
 def evaluate(
     model: torch.nn.Module,
     tokens: np.ndarray,
-    cfg: TrainConfig,
+    *,
+    iters: int,
+    batch_size: int,
+    context_length: int,
+    seed: int,
     device: torch.device,
     autocast: Callable[[], AbstractContextManager],
     dist: Distributed,
 ) -> float:
-    """Mean loss on the same `eval.iters` held-out batches every time (comparable across evals)."""
-    batch_size = cfg.eval.batch_size or cfg.train.batch_size
+    """Mean loss on the same `iters` held-out batches every time (comparable across evals);
+    `seed` is the run's (train.seed): the batches are drawn with seed + 1."""
     was_training = model.training
     model.eval()
     total = torch.zeros((), device=device)
-    for i in range(cfg.eval.iters):
-        gen = batch_generator(cfg.train.seed + 1, i, dist.rank)
-        x, y = get_batch(tokens, batch_size, cfg.model.context_length, device, gen)
+    for i in range(iters):
+        gen = batch_generator(seed + 1, i, dist.rank)
+        x, y = get_batch(tokens, batch_size, context_length, device, gen)
         with autocast():
             total += model(x, targets=y).float()  # compute.loss's kernel
     model.train(was_training)
-    return dist.mean(total / cfg.eval.iters).item()
+    return dist.mean(total / iters).item()

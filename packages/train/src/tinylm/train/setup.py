@@ -1,6 +1,6 @@
 """Everything a run needs before its first step: checked data, model, optimizer, schedule, resume.
 
-Kept apart from the loop so that `loop.py` reads as the training step and its bookkeeping.
+Kept apart from the loop so that the Trainer reads as the training step and its bookkeeping.
 
 The optimizers come from the model's parameter roles (`model.parameter_groups()`: matrix,
 embedding, head, scalar) through `tinylm.optim.build_optimizers`, one `OptimizerSet` whatever the
@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from tinylm.bpe import Tokenizer
-from tinylm.nn import TransformerLM
+from tinylm.nn import ComputeConfig, ModelConfig, TransformerLM
 from tinylm.optim import LRSchedule, OptimizerHParams, OptimizerSet, build_optimizers
 from tinylm.train.checkpoint import load_checkpoint
-from tinylm.train.config import OptimConfig, TrainConfig
+from tinylm.train.config import DataConfig, OptimConfig, TrainConfig
 from tinylm.train.data import check_tokens, load_tokenizer, open_tokens, prepare_data
 from tinylm.train.files import atomic_write
 from tinylm.train.metrics import unigram_entropy
@@ -57,23 +57,32 @@ class ResumePoint:
     config: TrainConfig | None = None  # the config the resumed run continues with
 
 
-def load_run_data(cfg: TrainConfig, dist: Distributed, log, progress: bool = False) -> RunData:
+def load_run_data(
+    config: DataConfig,
+    *,
+    run_root: str,
+    vocab_size: int,
+    context_length: int,
+    dist: Distributed,
+    log,
+    progress: bool = False,
+) -> RunData:
     """Prepare (rank 0 first, the others then hit its cache), open and check the tokens (every
-    id, in one streaming pass: see `check_tokens`)."""
-    cache_root = Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.run.root) / "_data"
+    id, in one streaming pass: see `check_tokens`). The cache is data.cache_dir, or
+    <run_root>/_data when that is empty; `vocab_size` and `context_length` are the model's."""
+    cache_root = Path(config.cache_dir) if config.cache_dir else Path(run_root) / "_data"
     if dist.is_main:
-        data = prepare_data(cfg.data, cache_root, log=log, progress=progress)
+        data = prepare_data(config, cache_root, log=log, progress=progress)
     dist.barrier()
     if not dist.is_main:
-        data = prepare_data(cfg.data, cache_root, log=lambda *a: None)
-    train = open_tokens(data.train_path, cfg.data.dtype)
-    val = open_tokens(data.val_path, cfg.data.dtype)
-    vocab_size, context_length = cfg.model.vocab_size, cfg.model.context_length
+        data = prepare_data(config, cache_root, log=lambda *a: None)
+    train = open_tokens(data.train_path, config.dtype)
+    val = open_tokens(data.val_path, config.dtype)
     check_tokens(train, f"train data {data.train_path}", vocab_size, context_length)
     check_tokens(val, f"val data {data.val_path}", vocab_size, context_length)
     tokenizer = data.tokenizer  # the one prepare_data just trained or loaded: not read again
     if tokenizer is None and data.tokenizer_dir is not None:
-        tokenizer = load_tokenizer(data.tokenizer_dir, cfg.data.special_tokens)
+        tokenizer = load_tokenizer(data.tokenizer_dir, config.special_tokens)
     return RunData(train, val, tokenizer, data.tokenizer_dir, unigram_entropy(val, vocab_size))
 
 
@@ -101,10 +110,10 @@ def optimizer_hparams(optim: OptimConfig) -> OptimizerHParams:
     )
 
 
-def build_schedule(cfg: TrainConfig, optimizer: OptimizerSet) -> LRSchedule:
-    """One schedule over every role: warmup, then cosine or WSD down to peak · min_lr/lr."""
-    o = cfg.optim
-    total = o.cosine_steps or cfg.train.max_steps
+def build_schedule(o: OptimConfig, max_steps: int, optimizer: OptimizerSet) -> LRSchedule:
+    """One schedule over every role: warmup, then cosine or WSD down to peak · min_lr/lr; it
+    ends at optim.cosine_steps, or at `max_steps` (train.max_steps) when that is 0."""
+    total = o.cosine_steps or max_steps
     return LRSchedule(
         optimizer,
         o.schedule,
@@ -118,15 +127,22 @@ def build_schedule(cfg: TrainConfig, optimizer: OptimizerSet) -> LRSchedule:
 
 
 def build_model_and_optimizer(
-    cfg: TrainConfig, device: torch.device
+    model: ModelConfig,
+    compute: ComputeConfig,
+    optim: OptimConfig,
+    *,
+    seed: int,
+    max_steps: int,
+    device: torch.device,
 ) -> tuple[TransformerLM, OptimizerSet, LRSchedule]:
-    """Same seeded init on every rank (DDP also broadcasts rank 0's weights)."""
-    torch.manual_seed(cfg.train.seed)
-    np.random.seed(cfg.train.seed % (1 << 32))
-    model = TransformerLM(cfg.model, cfg.compute, device=device)
-    roles = model.parameter_groups()
-    optimizer = build_optimizers(roles, cfg.optim.optimizer, optimizer_hparams(cfg.optim))
-    return model, optimizer, build_schedule(cfg, optimizer)
+    """The model seeded by `seed` (train.seed: the same init on every rank; DDP also
+    broadcasts rank 0's weights), its optimizer set and the schedule over `max_steps`."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % (1 << 32))
+    net = TransformerLM(model, compute, device=device)
+    roles = net.parameter_groups()
+    optimizer = build_optimizers(roles, optim.optimizer, optimizer_hparams(optim))
+    return net, optimizer, build_schedule(optim, max_steps, optimizer)
 
 
 def resume_from(
@@ -196,14 +212,14 @@ def resume_from(
     return ResumePoint(step, tokens, float(payload.get("wallclock", 0.0)), path, cfg)
 
 
-def save_run_files(cfg: TrainConfig, data: RunData, write_config: bool = True) -> None:
-    """The run's own config.toml and a copy of its tokenizer (what `generate` needs)."""
-    run_dir = cfg.run_dir
-    if write_config:
-        cfg.save(run_dir / "config.toml")
-    if data.tokenizer_dir is not None:
+def save_run_files(run_dir: Path, tokenizer_dir: Path | None, config_toml: str | None) -> None:
+    """The run's own config.toml (`config_toml`, when given) and a copy of its tokenizer (what
+    `generate` needs)."""
+    if config_toml is not None:
+        atomic_write(run_dir / "config.toml", config_toml)
+    if tokenizer_dir is not None:
         (run_dir / "tokenizer").mkdir(exist_ok=True)
         for name in ("vocab.json", "merges.txt"):
-            source, target = data.tokenizer_dir / name, run_dir / "tokenizer" / name
+            source, target = tokenizer_dir / name, run_dir / "tokenizer" / name
             if not (target.exists() and source.samefile(target)):  # already the run's own
                 atomic_write(target, source.read_bytes())

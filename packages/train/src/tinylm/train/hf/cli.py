@@ -152,7 +152,14 @@ def _save_step0(cfg: TrainConfig, state: dict, hf_dir: Path, tmp_path: Path, pat
     python_rng, numpy_rng = random.getstate(), np.random.get_state()
     try:
         with torch.random.fork_rng(devices=[]):
-            model, optimizer, schedule = build_model_and_optimizer(cfg, torch.device("cpu"))
+            model, optimizer, schedule = build_model_and_optimizer(
+                cfg.model,
+                cfg.compute,
+                cfg.optim,
+                seed=cfg.train.seed,
+                max_steps=cfg.train.max_steps,
+                device=torch.device("cpu"),
+            )
             try:
                 model.load_state_dict(state)
             except RuntimeError as e:
