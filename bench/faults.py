@@ -56,7 +56,7 @@ def train_argv(data: Path, root: Path, name: str, steps: int, interval: int) -> 
 def train_lm(argv: list[str], **kwargs) -> subprocess.Popen:
     env = dict(os.environ, TINYLM_TYPECHECK="0")
     return subprocess.Popen(
-        [sys.executable, "-m", "tinylm.train.cli", *argv],
+        [sys.executable, "-m", "tinylm.train.cli.train_lm", *argv],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -76,7 +76,7 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, protocol, capsys):
     assert "refused for safety" in message and "weights_only" not in message
     assert "\x1b" not in message
     # Through generate, as a user meets it: one plain line, status 2, the payload never ran.
-    cmd = [sys.executable, "-m", "tinylm.train.generate_cli", "--run", str(run), "--device", "cpu"]
+    cmd = [sys.executable, "-m", "tinylm.train.cli.generate", "--run", str(run), "--device", "cpu"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2
     err = proc.stderr

@@ -69,7 +69,9 @@ def test_tokenize_train_interrupt_resume_generate(tmp_path):
     TrainConfig.from_dict(config).save(tmp_path / "pipe.toml")
     run = tmp_path / "runs" / "pipe"
 
-    proc = _cli("tinylm.train.cli", "--config", str(tmp_path / "pipe.toml"), "--no-progress")
+    proc = _cli(
+        "tinylm.train.cli.train_lm", "--config", str(tmp_path / "pipe.toml"), "--no-progress"
+    )
     try:
         deadline = time.monotonic() + 600  # a timeout, not a speed check
         while time.monotonic() < deadline and proc.poll() is None:
@@ -93,7 +95,7 @@ def test_tokenize_train_interrupt_resume_generate(tmp_path):
 
     # 3. Resume: it continues from the saved step (a shorter schedule is given on the command line).
     resume = _cli(
-        "tinylm.train.cli",
+        "tinylm.train.cli.train_lm",
         "--run.root",
         str(tmp_path / "runs"),
         "--run.name",
@@ -116,7 +118,7 @@ def test_tokenize_train_interrupt_resume_generate(tmp_path):
 
     # 4. Generate from the finished run.
     gen = _cli(
-        "tinylm.train.generate_cli",
+        "tinylm.train.cli.generate",
         "--run",
         str(run),
         "--prompt",

@@ -96,7 +96,7 @@ def test_print_commands(tmp_path, capsys, tiny):
         lines, ["baseline", "no-norm", "no-norm-low-lr", "post-norm", "nope", "silu"], strict=True
     ):
         argv = shlex.split(line)
-        assert argv[0].endswith("train-lm") or argv[1:3] == ["-m", "tinylm.train.cli"]
+        assert argv[0].endswith("train-lm") or argv[1:3] == ["-m", "tinylm.train.cli.train_lm"]
         assert argv[argv.index("--run.name") + 1] == name
         assert argv[argv.index("--run.root") + 1] == str((tmp_path / "ablations").resolve())
         assert "--resume" not in argv

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from tinylm.train import TrainingDiverged, find_checkpoints, run_cli, sampling
-from tinylm.train.cli import main as train_main
-from tinylm.train.cli import parse_args
-from tinylm.train.generate_cli import main as generate_main
+from tinylm.train.cli.generate import main as generate_main
+from tinylm.train.cli.train_lm import main as train_main
+from tinylm.train.cli.train_lm import parse_args
 
 
 @pytest.fixture

@@ -57,7 +57,7 @@ def test_save_run_files_when_the_tokenizer_is_the_runs_own(tmp_path):
     """data.tokenizer_dir = <run>/tokenizer (e.g. a resume pointed at it): no SameFileError."""
     from tinylm.nn import ModelConfig
     from tinylm.train import TrainConfig
-    from tinylm.train.setup import save_run_files
+    from tinylm.train.trainer.setup import save_run_files
 
     cfg = TrainConfig(model=ModelConfig(64, 8, 16, 1, 2, 32)).replace(
         run={"root": str(tmp_path), "name": "r"}

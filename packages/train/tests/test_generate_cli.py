@@ -12,8 +12,8 @@ import torch
 
 from tinylm.nn import TransformerLM
 from tinylm.train import TrainConfig, checkpoint_path, prepare_data, save_checkpoint
+from tinylm.train.cli.generate import main
 from tinylm.train.config import MAX_SEED
-from tinylm.train.generate_cli import main
 
 SEED_LINE = re.compile(r"^seed (\d+) \(--seed \1 repeats this sample\)$")
 

@@ -18,8 +18,8 @@ import torch
 from tinylm.bpe import Tokenizer, train_bpe
 from tinylm.nn import ModelConfig, RotaryEmbedding, TransformerLM, generate
 from tinylm.train import TrainConfig, export_hf, find_checkpoints, import_hf, save_checkpoint
-from tinylm.train.cli import main as train_main
-from tinylm.train.generate_cli import main as generate_main
+from tinylm.train.cli.generate import main as generate_main
+from tinylm.train.cli.train_lm import main as train_main
 from tinylm.train.hf.cli import export_main, import_main
 from tinylm.train.hf.convert import check_llama_expressible, interleave_rows, rotate_half_rows
 from tinylm.train.hf.files import load_safetensors, save_safetensors

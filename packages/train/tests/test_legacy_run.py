@@ -23,8 +23,8 @@ import pytest
 import torch
 
 from tinylm.train import export_hf, find_checkpoints, load_run, read_checkpoint
-from tinylm.train.cli import main as train_main
-from tinylm.train.generate_cli import main as generate_main
+from tinylm.train.cli.generate import main as generate_main
+from tinylm.train.cli.train_lm import main as train_main
 
 FIXTURE = Path(__file__).parent / "fixtures" / "legacy_run"
 

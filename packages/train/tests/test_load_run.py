@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from tinylm.train import LoadedRun, load_run
-from tinylm.train.generate_cli import main as generate_main
+from tinylm.train.cli.generate import main as generate_main
 from tinylm.train.hf.cli import export_main
 from tinylm.train.run.migrate import migrate_checkpoint, migrate_config
 

@@ -82,7 +82,7 @@ def test_tokenizer_is_the_bpe_one(tmp_path, corpus_file):
 def test_run_setup_uses_the_tokenizer_prepare_data_trained(tiny_config, monkeypatch):
     """The tokenizer trained by prepare_data reaches the run in memory; only a cache hit (no
     tokenizer built in that call) loads it from disk."""
-    import tinylm.train.setup as setup_module
+    import tinylm.train.trainer.setup as setup_module
     from tinylm.train.runtime import Distributed
 
     loads = []

@@ -120,7 +120,7 @@ def test_prepare_data_with_val_text_encodes_each_file_whole(tmp_path, corpus_tex
 def test_train_lm_trains_from_two_files(tmp_path, tiny_config, corpus_text, capsys):
     """`train-lm --data.text train.txt --data.val_text valid.txt`: the validation loss is on
     the second file's tokens, and the run's tokenizer is the one trained on the first."""
-    from tinylm.train.cli import main as train_main
+    from tinylm.train.cli.train_lm import main as train_main
 
     train_file, val_file = _two_files(tmp_path, corpus_text)
     config_file = tmp_path / "tiny.toml"

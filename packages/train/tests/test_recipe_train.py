@@ -20,9 +20,9 @@ from tinylm.train import (
     save_checkpoint,
     train,
 )
-from tinylm.train.cli import main as train_main
-from tinylm.train.generate_cli import build_parser
-from tinylm.train.setup import build_model_and_optimizer, resume_from
+from tinylm.train.cli.generate import build_parser
+from tinylm.train.cli.train_lm import main as train_main
+from tinylm.train.trainer.setup import build_model_and_optimizer, resume_from
 
 # The recipe's switches and optimizer set at the tiny size (2 layers: one value table fits).
 RECIPE = {
@@ -366,7 +366,7 @@ def test_default_run_is_the_pre_roles_trainer(tiny_config):
     from tinylm.nn import cross_entropy
     from tinylm.optim import CosineSchedule, clip_grad_norm
     from tinylm.train import get_batch, open_tokens, prepare_data
-    from tinylm.train.evaluate import batch_generator
+    from tinylm.train.trainer.evaluate import batch_generator
 
     cfg = tiny_config.replace(
         train={"max_steps": 9}, eval={"interval": 9}, run={"checkpoint_interval": 9}

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-import tinylm.train.setup as train_setup
+import tinylm.train.trainer.setup as train_setup
 import tinylm.train.trainer.trainer as loop_module
 from tinylm.bpe import Tokenizer, train_bpe
 from tinylm.nn import LOSS_KERNELS
@@ -27,10 +27,10 @@ from tinylm.train import (
     read_checkpoint,
     train,
 )
-from tinylm.train.cli import main as train_main
+from tinylm.train.cli.generate import main as generate_main
+from tinylm.train.cli.train_lm import main as train_main
 from tinylm.train.config import DataConfig
 from tinylm.train.errors import RunInterrupted
-from tinylm.train.generate_cli import main as generate_main
 
 VOCAB = 512
 

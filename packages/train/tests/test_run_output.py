@@ -15,11 +15,11 @@ import pytest
 import torch
 
 import tinylm.train.flops as flops
-import tinylm.train.progress as progress
-import tinylm.train.setup as train_setup
+import tinylm.train.trainer.progress as progress
+import tinylm.train.trainer.setup as train_setup
 import tinylm.train.trainer.trainer as loop_module
 from tinylm.train import MetricsLog, find_checkpoints, load_config, train
-from tinylm.train.cli import main as train_main
+from tinylm.train.cli.train_lm import main as train_main
 
 VOCAB = 512
 

@@ -62,7 +62,9 @@ class PointState:
 def train_lm_prefix() -> list[str]:
     """The `train-lm` of this environment as an absolute command (no uv needed to run it)."""
     script = Path(sys.executable).parent / "train-lm"
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "tinylm.train.cli"]
+    return (
+        [str(script)] if script.is_file() else [sys.executable, "-m", "tinylm.train.cli.train_lm"]
+    )
 
 
 def prepare_study_data(

@@ -47,9 +47,7 @@ from tinylm.train.errors import RunFailed, RunInterrupted, run_cli
 from tinylm.train.files import atomic_open, atomic_write
 from tinylm.train.flops import GPU_PEAK_FLOPS, peak_flops
 from tinylm.train.hf import export_hf, import_hf
-from tinylm.train.metrics import MetricsLog, plot_losses, unigram_entropy
-from tinylm.train.run.load import LoadedRun, load_run
-from tinylm.train.rundir import (
+from tinylm.train.run.directory import (
     RunLock,
     check_resume,
     checkpoint_path,
@@ -57,6 +55,8 @@ from tinylm.train.rundir import (
     find_checkpoints,
     prepare_run_dir,
 )
+from tinylm.train.run.load import LoadedRun, load_run
+from tinylm.train.run.metrics import MetricsLog, plot_losses, unigram_entropy
 from tinylm.train.sampling import sample_text, write_sample
 from tinylm.train.trainer import RunResult, Trainer, TrainingDiverged, train
 

@@ -49,9 +49,9 @@ from tinylm.train.hf.files import (
     special_ids,
     write_json,
 )
+from tinylm.train.run.directory import find_checkpoints
 from tinylm.train.run.load import load_run
-from tinylm.train.rundir import find_checkpoints
-from tinylm.train.setup import build_model_and_optimizer
+from tinylm.train.trainer.setup import build_model_and_optimizer
 
 __all__ = ["export_hf", "export_main", "import_hf", "import_main"]
 

@@ -1,5 +1,7 @@
-"""tinylm.train.run: what a run directory holds, read back.
+"""tinylm.train.run: a run directory, its files, and reading them back.
 
+    directory.py  the layout (checkpoints/step_<n>.pt, ...), the `.lock`, resume checks
+    metrics.py    metrics.jsonl (strict JSON, damaged lines skipped), loss.png, unigram baseline
     load.py     `load_run(run_dir)` -> model, tokenizer, config: the one way `generate`,
                 `export-hf` and user code load a run; `open_checkpoint` is the reading step
                 `train-lm --resume` shares (it then restores optimizer, schedule and RNGs)

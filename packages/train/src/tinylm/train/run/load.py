@@ -26,8 +26,8 @@ from tinylm.nn import ModelConfig, TransformerLM
 from tinylm.train.checkpoint import UnsafeCheckpoint, read_checkpoint
 from tinylm.train.config import DataConfig, TrainConfig, load_config
 from tinylm.train.data import load_tokenizer
+from tinylm.train.run.directory import find_checkpoints
 from tinylm.train.run.migrate import migrate_checkpoint
-from tinylm.train.rundir import find_checkpoints
 
 __all__ = ["LoadedRun", "load_run", "newest_loadable", "open_checkpoint", "saved_model_config"]
 

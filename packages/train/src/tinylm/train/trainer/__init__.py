@@ -9,6 +9,9 @@ guard.py         DivergenceGuard: NaN/inf and blow-up checks
 meter.py         LossMean, Throughput: what is measured between reports
 sink.py          MetricsSink: metrics.jsonl, loss.png, W&B
 summary.py       RunResult and the lines a run prints about itself
+setup.py         what a run needs before its first step: data, model + optimizer, resume point
+evaluate.py      batch seeding (a pure function of seed, step, stream) and held-out loss
+progress.py      a bar on a terminal, plain periodic lines when redirected
 """
 
 from tinylm.train.errors import TrainingDiverged

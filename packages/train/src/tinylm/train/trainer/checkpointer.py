@@ -19,7 +19,7 @@ from tinylm.optim import LRSchedule, OptimizerSet
 from tinylm.train.checkpoint import save_checkpoint
 from tinylm.train.errors import RunFailed
 from tinylm.train.files import atomic_write
-from tinylm.train.rundir import checkpoint_path, find_checkpoints
+from tinylm.train.run.directory import checkpoint_path, find_checkpoints
 from tinylm.train.trainer.clock import RunClock
 
 __all__ = ["Checkpointer"]

@@ -14,7 +14,7 @@ from contextlib import suppress
 import torch
 
 from tinylm.train.config import TrainConfig
-from tinylm.train.rundir import prepare_run_dir
+from tinylm.train.run.directory import prepare_run_dir
 from tinylm.train.runtime import (
     Distributed,
     StopFlag,

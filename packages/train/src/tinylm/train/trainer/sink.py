@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tinylm.train.errors import RunFailed, TrainingDiverged, one_line
-from tinylm.train.metrics import MetricsLog, init_wandb, plot_losses
+from tinylm.train.run.metrics import MetricsLog, init_wandb, plot_losses
 from tinylm.train.runtime import Timer
 
 __all__ = ["MetricsSink"]

@@ -17,8 +17,8 @@ import torch
 from tinylm.nn import ModelConfig, ModelStats
 from tinylm.optim import OptimizerSet
 from tinylm.train.config import LoopConfig, OptimConfig, load_config
-from tinylm.train.metrics import MetricsLog
-from tinylm.train.setup import ResumePoint, RunData
+from tinylm.train.run.metrics import MetricsLog
+from tinylm.train.trainer.setup import ResumePoint, RunData
 
 __all__ = [
     "RunResult",

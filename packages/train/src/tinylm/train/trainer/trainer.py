@@ -30,25 +30,25 @@ from tinylm.nn import model_stats
 from tinylm.optim import clip_grad_norm
 from tinylm.train.config import TrainConfig
 from tinylm.train.data import get_batch
-from tinylm.train.evaluate import batch_generator
-from tinylm.train.evaluate import evaluate as held_out_loss
 from tinylm.train.flops import peak_flops
-from tinylm.train.progress import Progress
-from tinylm.train.rundir import resume_command
+from tinylm.train.run.directory import resume_command
 from tinylm.train.runtime import Distributed, StopFlag, autocast_context, resolve_device, uses_bf16
 from tinylm.train.sampling import write_sample
-from tinylm.train.setup import (
+from tinylm.train.trainer.cadence import Actions, Cadence
+from tinylm.train.trainer.checkpointer import Checkpointer
+from tinylm.train.trainer.clock import RunClock
+from tinylm.train.trainer.evaluate import batch_generator
+from tinylm.train.trainer.evaluate import evaluate as held_out_loss
+from tinylm.train.trainer.guard import DivergenceGuard
+from tinylm.train.trainer.meter import LossMean, Throughput, momentum_record
+from tinylm.train.trainer.progress import Progress
+from tinylm.train.trainer.setup import (
     ResumePoint,
     build_model_and_optimizer,
     load_run_data,
     resume_from,
     save_run_files,
 )
-from tinylm.train.trainer.cadence import Actions, Cadence
-from tinylm.train.trainer.checkpointer import Checkpointer
-from tinylm.train.trainer.clock import RunClock
-from tinylm.train.trainer.guard import DivergenceGuard
-from tinylm.train.trainer.meter import LossMean, Throughput, momentum_record
 from tinylm.train.trainer.sink import MetricsSink
 from tinylm.train.trainer.summary import (
     RunResult,

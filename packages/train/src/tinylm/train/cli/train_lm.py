@@ -4,7 +4,7 @@
     train-lm --config my.toml --optim.lr 1e-3  # a config file, one value overridden
     train-lm --config modern                   # a bundled config by name (Muon + WSD + recipe)
     train-lm --run.name exp1 --resume          # continue runs/exp1 from its newest checkpoint
-    torchrun --nproc_per_node=4 -m tinylm.train.cli --config big.toml   # DDP
+    torchrun --nproc_per_node=4 -m tinylm.train.cli.train_lm --config big.toml   # DDP
 
 Exit status: 0 done, 2 bad input (one `error: ...` line, before any work), 1 the run failed
 (diverged, I/O error; the line names the last good checkpoint), 130/143/129 interrupted by
@@ -26,7 +26,7 @@ from tinylm.train.config import (
     load_config,
 )
 from tinylm.train.errors import run_cli
-from tinylm.train.rundir import resume_command, resumed_step
+from tinylm.train.run.directory import resume_command, resumed_step
 from tinylm.train.trainer import train
 
 USAGE = """usage: train-lm [--config FILE|NAME] [--resume] [--compile] [--device DEV]

@@ -22,8 +22,8 @@ from tinylm.train.checkpoint import load_checkpoint
 from tinylm.train.config import DataConfig, OptimConfig, TrainConfig
 from tinylm.train.data import check_tokens, load_tokenizer, open_tokens, prepare_data
 from tinylm.train.files import atomic_write
-from tinylm.train.metrics import unigram_entropy
 from tinylm.train.run.load import newest_loadable, saved_model_config
+from tinylm.train.run.metrics import unigram_entropy
 from tinylm.train.run.migrate import migrate_optimizer_state
 from tinylm.train.runtime import Distributed
 
