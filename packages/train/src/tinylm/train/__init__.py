@@ -46,6 +46,7 @@ from tinylm.train.errors import RunFailed, RunInterrupted, run_cli
 from tinylm.train.files import atomic_open, atomic_write
 from tinylm.train.flops import GPU_PEAK_FLOPS, peak_flops
 from tinylm.train.hf import export_hf, import_hf
+from tinylm.train.hf.convert import llama_config_dict
 from tinylm.train.loop import RunResult, TrainingDiverged, train
 from tinylm.train.metrics import MetricsLog, plot_losses, unigram_entropy
 from tinylm.train.run.load import LoadedRun, load_run
@@ -57,6 +58,7 @@ from tinylm.train.rundir import (
     find_checkpoints,
     prepare_run_dir,
 )
+from tinylm.train.runtime import resolve_device
 from tinylm.train.sampling import sample_text, write_sample
 
 __all__ = [
@@ -92,6 +94,7 @@ __all__ = [
     "find_checkpoints",
     "get_batch",
     "import_hf",
+    "llama_config_dict",
     "load_checkpoint",
     "load_config",
     "load_run",
@@ -103,6 +106,7 @@ __all__ = [
     "prepare_run_dir",
     "prepare_text_files",
     "read_checkpoint",
+    "resolve_device",
     "restore_rng_state",
     "run_cli",
     "sample_text",
