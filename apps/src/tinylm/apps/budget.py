@@ -134,9 +134,8 @@ def plan_budget(
     """
     speed = measure_speed(records)
     eval_seconds = _eval_seconds(speed, config.train, config.eval)
-    first_eval_extra = (
-        speed.warmup_seconds if config.compute.compile else 0.0
-    )  # eval mode recompiles
+    # Eval mode recompiles: the first evaluation pays the start-up cost again.
+    first_eval_extra = speed.warmup_seconds if config.compute.compile else 0.0
     checkpoint_seconds = timings.get("checkpoint", 0.0) + timings.get("plot", 0.0) / 2
     tail = checkpoint_seconds + SAMPLE_SECONDS_PER_TOKEN * config.sample.max_new_tokens
     # Budget left for the main run's loop: minus its own setup and its tail after the last step.
