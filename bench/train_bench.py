@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tinylm.train import load_config, train
+from tinylm.train import atomic_write, load_config, train
 
 TINYSTORIES_MODEL = {
     "vocab_size": 10_000,
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         print(_describe(row))
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        atomic_write(args.json, json.dumps(rows, indent=2))
     return 0
 
 
