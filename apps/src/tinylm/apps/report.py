@@ -201,7 +201,7 @@ def _speed_lines(records: list[dict], stats, result, cuda: bool) -> list[str]:
         mfu = speed * stats.train_flops_per_token / H100_BF16_PEAK_FLOPS
         lines.append(
             f"- MFU: {100 * mfu:.1f}% (median tokens/s × {flops:.1f} MFLOP/token ÷ "
-            "989 TFLOP/s, the H100 SXM dense bf16 peak)"
+            f"{H100_BF16_PEAK_FLOPS / 1e12:g} TFLOP/s, the H100 SXM dense bf16 peak)"
         )
     return lines
 
