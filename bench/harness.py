@@ -113,7 +113,13 @@ def make_hf(
     `use_cache=False` for a training-only peer (no KV cache built in its forward)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    fields = llama_config_dict(config, rms_norm_eps=1e-5, bos_token_id=None, eos_token_id=None)
+    fields = llama_config_dict(
+        config,
+        rms_norm_eps=1e-5,
+        bos_token_id=None,
+        eos_token_id=None,
+        dtype=str(dtype).removeprefix("torch."),
+    )
     hf_config = LlamaConfig(**(fields | {"tie_word_embeddings": False, "use_cache": use_cache}))
     hf_config._attn_implementation = "sdpa"
     torch.manual_seed(seed)
