@@ -18,7 +18,8 @@ timed against an overall budget (`--budget-s`, default 420 s) so the script ends
 Writes gpu_check.json and gpu_check.md to $OUT if set, else ./out. `--device cpu --tiny` runs
 every phase at a tiny shape without compile (the CI test), so the script is known to work before
 a GPU is lent. MFU = tokens/s x train FLOPs/token (`model_stats`, same for both models: same
-shape) / peak, the peak being 989 TFLOP/s bf16 dense on H100/H200 and a measured matmul elsewhere.
+shape) / peak, the peak being train's `peak_flops` (bf16 dense datasheet figure by GPU name,
+e.g. 989 TFLOP/s on H100 SXM/H200; a CPU's theoretical peak; else a measured matmul).
 """
 
 import argparse

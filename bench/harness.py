@@ -11,7 +11,7 @@ Timing
 Peers and hardware
     make_hf(config)                   HF LlamaForCausalLM of a tinylm ModelConfig's shape
     hf_static_compiled_kwargs()       HF `generate` kwargs: static cache + compiled forward
-    peak_flops(device)                datasheet peak on H100/H200, else a measured matmul
+    peak_flops(device)                train's peak: GPU datasheet table, CPU bound, or measured
 
 Data
     prepare_tokens(...)               train/val token ids of a text, prepared (split, BPE,
@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from tinylm.nn import ModelConfig
-from tinylm.train import DataConfig, open_tokens, prepare_data
+from tinylm.train import DataConfig, llama_config_dict, open_tokens, prepare_data
+from tinylm.train import peak_flops as train_peak_flops
 
 # --- timing ----------------------------------------------------------------------------------
 
@@ -106,33 +107,20 @@ class Budget:
 def make_hf(
     config: ModelConfig, device=None, dtype=torch.float32, *, seed: int = 0, use_cache: bool = True
 ):
-    """LlamaForCausalLM of the same shape (HF's own init from `seed`, untied, sdpa attention).
+    """LlamaForCausalLM of the same shape (HF's own init from `seed`, untied, sdpa attention):
+    the `config.json` that export-hf writes (`tinylm.train.llama_config_dict`), untied.
 
     `use_cache=False` for a training-only peer (no KV cache built in its forward)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    kwargs = dict(
-        vocab_size=config.vocab_size,
-        hidden_size=config.d_model,
-        intermediate_size=config.d_ff,
-        num_hidden_layers=config.num_layers,
-        num_attention_heads=config.num_heads,
-        num_key_value_heads=config.num_heads,
-        max_position_embeddings=config.context_length,
+    fields = llama_config_dict(
+        config,
         rms_norm_eps=1e-5,
-        tie_word_embeddings=False,
-        attention_bias=False,
-        mlp_bias=False,
         bos_token_id=None,
         eos_token_id=None,
-        pad_token_id=None,
-        use_cache=use_cache,
+        dtype=str(dtype).removeprefix("torch."),
     )
-    if "rope_parameters" in LlamaConfig.__init__.__code__.co_varnames:  # transformers >= 5
-        kwargs["rope_parameters"] = {"rope_type": "default", "rope_theta": config.rope_theta}
-    else:
-        kwargs["rope_theta"] = config.rope_theta
-    hf_config = LlamaConfig(**kwargs)
+    hf_config = LlamaConfig(**(fields | {"tie_word_embeddings": False, "use_cache": use_cache}))
     hf_config._attn_implementation = "sdpa"
     torch.manual_seed(seed)
     return LlamaForCausalLM(hf_config).to(device=device, dtype=dtype)
@@ -149,25 +137,10 @@ def hf_static_compiled_kwargs() -> dict:
 
 
 def peak_flops(device: str) -> tuple[float, str]:
-    """Peak FLOP/s for MFU and how it was obtained: the bf16 dense datasheet figure on H100/H200,
-    else a measured matmul (bf16 8192² on CUDA, fp32 256² on a CPU)."""
-    if device == "cuda":
-        name = torch.cuda.get_device_name()
-        if "H100" in name or "H200" in name:
-            return 989e12, f"{name}: 989 TFLOP/s bf16 dense (datasheet)"
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    size = 8192 if device == "cuda" else 256
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    for _ in range(2):
-        a @ a
-    sync(device)
-    start, n = time.perf_counter(), 0
-    while n < 3 or time.perf_counter() - start < 0.3:
-        a @ a
-        n += 1
-    sync(device)
-    flops = 2 * size**3 * n / (time.perf_counter() - start)
-    return flops, f"measured {size}^2 {dtype} matmul: {flops / 1e12:.3f} TFLOP/s"
+    """Peak FLOP/s of one device for MFU and where it came from: train's `peak_flops` (the
+    datasheet table on CUDA, in bf16 as the benches run there; the CPU's theoretical bound;
+    else a measured matmul)."""
+    return train_peak_flops(torch.device(device), bf16=torch.device(device).type == "cuda")
 
 
 # --- data ---------------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ from bench.nn_parts import (
     weight_floor_fn,
 )
 from tinylm.nn import TYPECHECK, unchecked
+from tinylm.train import atomic_write
 
 # The eager rows behind the CPU targets; `--headline` builds and times only these (7 rows instead
 # of 20 alternate, so each row's steps are closer together in time).
@@ -346,13 +347,12 @@ def main(argv=None) -> None:
     if runs:
         print_decode_table(decode_best, first_call, n, dec_config, args.decode_dtype)
     if args.json:
-        with open(args.json, "w") as f:
-            results = {
-                "train_tokens_per_s": by_label,
-                "decode_tokens_per_s": decode_best,
-                "decode_first_call_s": first_call,
-            }
-            json.dump(results, f, indent=2)
+        results = {
+            "train_tokens_per_s": by_label,
+            "decode_tokens_per_s": decode_best,
+            "decode_first_call_s": first_call,
+        }
+        atomic_write(args.json, json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tinylm.train import load_config, train
+from tinylm.train import atomic_write, load_config, train
 
 TINYSTORIES_MODEL = {
     "vocab_size": 10_000,
@@ -62,41 +62,27 @@ def run(overrides: dict, label: str, quiet: bool) -> dict:
     return row
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--steps", type=int, default=0, help="override train.max_steps")
-    p.add_argument("--quick", action="store_true", help="toy sizes: check the script works")
-    p.add_argument("--tinystories", action="store_true", help="CUDA: the 17M TinyStories shape")
-    p.add_argument("--compile", action="store_true", help="torch.compile (TinyStories shape)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or run log")
-    p.add_argument(
-        "--dtype",
-        default=None,
-        help="compute.dtype for the run: auto | float32 | bfloat16 (bf16 autocast, CPU too)",
-    )
-    p.add_argument("--json", type=Path, default=None, help="also write the rows here")
-    args = p.parse_args(argv)
+QUICK = {  # --quick: toy sizes, to check the script works
+    "data.text_bytes": 200_000,
+    "data.vocab_size": 300,
+    "data.tokenizer_bytes": 100_000,
+    "model.d_model": 32,
+    "model.num_layers": 2,
+    "model.num_heads": 2,
+    "model.d_ff": 64,
+    "model.context_length": 32,
+    "train.max_steps": 40,
+    "eval.interval": 20,
+    "run.checkpoint_interval": 20,
+    "sample.max_new_tokens": 0,
+}
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        base = {"run.root": tmp, "run.name": "default"}
-        if args.quick:
-            base.update(
-                {
-                    "data.text_bytes": 200_000,
-                    "data.vocab_size": 300,
-                    "data.tokenizer_bytes": 100_000,
-                    "model.d_model": 32,
-                    "model.num_layers": 2,
-                    "model.num_heads": 2,
-                    "model.d_ff": 64,
-                    "model.context_length": 32,
-                    "train.max_steps": 40,
-                    "eval.interval": 20,
-                    "run.checkpoint_interval": 20,
-                    "sample.max_new_tokens": 0,
-                }
-            )
+        base = {"run.root": tmp, "run.name": "default"} | (QUICK if args.quick else {})
         if args.steps:
             base["train.max_steps"] = args.steps
         label = "default (CPU-sized)"
@@ -110,21 +96,41 @@ def main(argv: list[str] | None = None) -> int:
                 print("--tinystories needs CUDA; skipped", file=sys.stderr)
             else:
                 rows.append(run(tinystories_overrides(tmp, args), "TinyStories 17M", args.quiet))
-
     for row in rows:
-        print(
-            f"{row['run']}: {row['steps']} steps x {row['tokens_per_step']:,} tokens, "
-            f"{row['steps_per_s']:.2f} steps/s, {row['tokens_per_s']:,.0f} tokens/s, "
-            f"loop {row['loop_s']:.1f} s (+{row['setup_s']:.1f} s setup); overhead "
-            f"{100 * row['overhead_share']:.2f}% (data {100 * row['data_share']:.2f}%, "
-            f"eval {100 * row['eval_share']:.2f}%, "
-            f"checkpoint {100 * row['checkpoint_share']:.2f}%, "
-            f"plot {100 * row['plot_share']:.2f}%); val loss {row['val_loss']:.3f} vs unigram "
-            f"{row['unigram_entropy']:.3f}"
-        )
+        print(_describe(row))
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        atomic_write(args.json, json.dumps(rows, indent=2))
     return 0
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--steps", type=int, default=0, help="override train.max_steps")
+    p.add_argument("--quick", action="store_true", help="toy sizes: check the script works")
+    p.add_argument("--tinystories", action="store_true", help="CUDA: the 17M TinyStories shape")
+    p.add_argument("--compile", action="store_true", help="torch.compile (TinyStories shape)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or run log")
+    p.add_argument(
+        "--dtype",
+        default=None,
+        help="compute.dtype for the run: auto | float32 | bfloat16 (bf16 autocast, CPU too)",
+    )
+    p.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    return p.parse_args(argv)
+
+
+def _describe(row: dict) -> str:
+    """One row as a line: speed, the loop's overhead by kind, the loss reached."""
+    return (
+        f"{row['run']}: {row['steps']} steps x {row['tokens_per_step']:,} tokens, "
+        f"{row['steps_per_s']:.2f} steps/s, {row['tokens_per_s']:,.0f} tokens/s, "
+        f"loop {row['loop_s']:.1f} s (+{row['setup_s']:.1f} s setup); overhead "
+        f"{100 * row['overhead_share']:.2f}% (data {100 * row['data_share']:.2f}%, "
+        f"eval {100 * row['eval_share']:.2f}%, "
+        f"checkpoint {100 * row['checkpoint_share']:.2f}%, "
+        f"plot {100 * row['plot_share']:.2f}%); val loss {row['val_loss']:.3f} vs unigram "
+        f"{row['unigram_entropy']:.3f}"
+    )
 
 
 def tinystories_overrides(tmp: str, args) -> dict:

@@ -8,10 +8,14 @@ import contextlib
 import json
 
 import numpy as np
+import pytest
+import torch
 
-from bench import nn_bench
+from bench import harness, nn_bench
 from bench.harness import interleave, prepare_tokens
-from tinylm.train import bundled_corpus
+from tinylm.nn import ModelConfig
+from tinylm.train import bundled_corpus, llama_config_dict
+from tinylm.train import peak_flops as train_peak_flops
 
 
 def test_interleave_times_every_run_every_round_after_its_warmup():
@@ -61,3 +65,24 @@ def test_nn_bench_quick_headline_prints_both_tables(tmp_path, capsys):
         "floor: the weight matvecs alone",
     }
     assert "| decoding, greedy, batch 1, 2 new tokens" in printed
+
+
+def test_peak_flops_is_trains():
+    """One owner of peak FLOP/s: the bench's peak on a CPU is train's (its theoretical bound,
+    or train's measured matmul where the CPU's clock cannot be read), not a matmul of its own."""
+    assert harness.peak_flops("cpu") == train_peak_flops(torch.device("cpu"), bf16=False)
+
+
+def test_make_hf_has_export_hfs_config():
+    """The HF peer is the Llama that export-hf describes (untied, no KV cache when asked)."""
+    pytest.importorskip("transformers")
+    config = ModelConfig(
+        vocab_size=64, context_length=16, d_model=16, num_layers=1, num_heads=2, d_ff=32
+    )
+    hf = harness.make_hf(config, use_cache=False).config
+    exported = llama_config_dict(config, rms_norm_eps=1e-5, bos_token_id=None, eos_token_id=None)
+    shape = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers")
+    heads = ("num_attention_heads", "num_key_value_heads", "head_dim", "rms_norm_eps")
+    for key in shape + heads:
+        assert getattr(hf, key) == exported[key], key
+    assert hf.tie_word_embeddings is False and hf.use_cache is False

@@ -37,7 +37,15 @@ def _metrics(run: Path) -> list[dict]:
 
 
 def test_tokenize_train_interrupt_resume_generate(tmp_path):
-    # 1. Tokenizer and token files, straight from tinylm.bpe.
+    _tokenize(tmp_path)
+    run = tmp_path / "runs" / "pipe"
+    stopped_at = _train_then_interrupt(_config_file(tmp_path), run)
+    _resume(run, stopped_at, extra_steps=15)
+    _generate(run)
+
+
+def _tokenize(tmp_path: Path) -> None:
+    """1. Tokenizer and token files, straight from tinylm.bpe."""
     text = CORPUS.read_text(encoding="utf-8")
     cut = int(len(text) * 0.9)
     (tmp_path / "train.txt").write_text(text[:cut], encoding="utf-8")
@@ -50,7 +58,9 @@ def test_tokenize_train_interrupt_resume_generate(tmp_path):
     tok.encode_file(tmp_path / "val.txt", tmp_path / "val.npy")
     assert np.load(tmp_path / "train.npy").max() < 350 and len(train_ids) > 10_000
 
-    # 2. A long run, interrupted with SIGINT once it has trained a little.
+
+def _config_file(tmp_path: Path) -> Path:
+    """A long run's config (100 000 steps) on those files, run `<tmp>/runs/pipe`."""
     config = load_config().to_dict()
     config["data"].update(
         train_tokens=str(tmp_path / "train.npy"),
@@ -67,11 +77,13 @@ def test_tokenize_train_interrupt_resume_generate(tmp_path):
     config["run"].update(root=str(tmp_path / "runs"), name="pipe", checkpoint_interval=1000)
     config["sample"].update(max_new_tokens=16)
     TrainConfig.from_dict(config).save(tmp_path / "pipe.toml")
-    run = tmp_path / "runs" / "pipe"
+    return tmp_path / "pipe.toml"
 
-    proc = _cli(
-        "tinylm.train.cli.train_lm", "--config", str(tmp_path / "pipe.toml"), "--no-progress"
-    )
+
+def _train_then_interrupt(config: Path, run: Path) -> int:
+    """2. The long run, interrupted with SIGINT once it has trained a little; the step of the
+    checkpoint it saved."""
+    proc = _cli("tinylm.train.cli.train_lm", "--config", str(config), "--no-progress")
     try:
         deadline = time.monotonic() + 600  # a timeout, not a speed check
         while time.monotonic() < deadline and proc.poll() is None:
@@ -92,42 +104,31 @@ def test_tokenize_train_interrupt_resume_generate(tmp_path):
     records = _metrics(run)
     assert records[-1]["train_loss"] < records[0]["train_loss"] - 0.5  # the loss fell
     assert records[-1]["step"] == stopped_at  # nothing was logged past the checkpoint
+    return stopped_at
 
-    # 3. Resume: it continues from the saved step (a shorter schedule is given on the command line).
+
+def _resume(run: Path, stopped_at: int, extra_steps: int) -> None:
+    """3. Resume: it continues from the saved step (a shorter schedule is given on the command
+    line)."""
+    end = stopped_at + extra_steps
+    args = ["--run.root", str(run.parent), "--run.name", run.name, "--resume"]
     resume = _cli(
-        "tinylm.train.cli.train_lm",
-        "--run.root",
-        str(tmp_path / "runs"),
-        "--run.name",
-        "pipe",
-        "--resume",
-        "--train.max_steps",
-        str(stopped_at + 15),
-        "--no-progress",
+        "tinylm.train.cli.train_lm", *args, "--train.max_steps", str(end), "--no-progress"
     )
     out, err = resume.communicate(timeout=600)
     assert resume.returncode == 0, err[-2000:]
-    assert (
-        f"resumed from {run / 'checkpoints' / f'step_{stopped_at:07d}.pt'} at step {stopped_at}"
-        in out
-    )
-    assert f"done: step {stopped_at + 15}" in out
+    checkpoint = run / "checkpoints" / f"step_{stopped_at:07d}.pt"
+    assert f"resumed from {checkpoint} at step {stopped_at}" in out
+    assert f"done: step {end}" in out
     steps = [r["step"] for r in _metrics(run)]
-    assert steps == sorted(set(steps)) and steps[-1] == stopped_at + 15
+    assert steps == sorted(set(steps)) and steps[-1] == end
     assert (run / "loss.png").is_file() and (run / "sample.txt").is_file()
 
-    # 4. Generate from the finished run.
-    gen = _cli(
-        "tinylm.train.cli.generate",
-        "--run",
-        str(run),
-        "--prompt",
-        "The ",
-        "--max-tokens",
-        "20",
-        "--seed",
-        "1",
-    )
+
+def _generate(run: Path) -> None:
+    """4. Generate from the finished run."""
+    args = ["--run", str(run), "--prompt", "The ", "--max-tokens", "20", "--seed", "1"]
+    gen = _cli("tinylm.train.cli.generate", *args)
     out, err = gen.communicate(timeout=600)
     assert gen.returncode == 0, err[-2000:]
     assert out.startswith("The ") and len(out) > len("The ") + 5

@@ -118,6 +118,27 @@ def test_fit_steps_matches_brute_force(available, start, step, fixed, ev, ev_int
     assert math.isfinite(predicted)
 
 
+def test_budget_plan_never_disagrees_with_itself():
+    """A calibration too slow for another step: the plan says max_steps = calibrate_steps and
+    a hard stop at the calibration clock (it used to say calibrate+1 while the pipeline kept the
+    calibration's config: the 'max_steps = 5' CI failure on a loaded box)."""
+    from tinylm.apps.budget import describe_plan, plan_budget
+
+    config = load_run_config("leaderboard", {"train.max_steps": "100000"})[1]
+    records = [{"step": s, "wallclock": 2.0 * s} for s in range(1, 5)]
+    common = dict(margin=0.1, calibrate_steps=4, records=records, config=config,
+                  timings={"checkpoint": 0.1, "plot": 0.1}, clock_seconds=8.0)  # fmt: skip
+    slow = plan_budget(budget_seconds=9.0, used_seconds=8.5, setup_seconds=0.4, **common)
+    assert slow.max_steps == 4 and slow.max_seconds == slow.clock_seconds == 8.0
+    assert "no further step fits" in describe_plan(slow.to_dict())
+    roomy = plan_budget(budget_seconds=900.0, used_seconds=9.0, setup_seconds=1.0, **common)
+    assert roomy.max_steps > 4 and roomy.max_seconds > 8.0
+    line = describe_plan(roomy.to_dict())
+    hard_stop = 9.0 + 1.0 + roomy.max_seconds - 8.0  # one clock: the budget's
+    assert f"hard stop at {hard_stop:.0f} s" in line and "of the 900 s budget" in line
+    assert roomy.predicted_seconds <= hard_stop <= 900.0
+
+
 def test_config_file_overlays_the_shipped_one(tmp_path):
     from tinylm.apps import overlay
 

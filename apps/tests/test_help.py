@@ -51,3 +51,9 @@ def test_tinylm_run_help_lists_the_runs(capsys):
     text = capsys.readouterr().out
     assert all(f"  {name} " in text for name in ("tinystories", "owt", "leaderboard"))
     assert "NAME --help" in text
+
+
+def test_tinystories_help_shows_the_bundled_overlay(capsys):
+    assert run_command("tinystories", ["--help"]) == 0
+    text = capsys.readouterr().out
+    assert 'bundled = "tinystories"' in text and "tinystories_bundled.toml" in text

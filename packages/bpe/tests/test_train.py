@@ -33,7 +33,8 @@ def test_reproduces_reference_merges_and_vocab():
     reference_merges = [tuple(_from_gpt2_alphabet(t) for t in line.split(" ")) for line in lines]
     assert merges == reference_merges
     reference_vocab = json.loads((FIXTURES / "train-bpe-reference-vocab.json").read_text("utf-8"))
-    # The reference puts the special token at id 0, SPEC puts it last: compare the values.
+    # The reference puts the special token at id 0, train_bpe puts it last (README: bytes,
+    # then merges, then specials): compare the values.
     assert set(vocab.values()) == {_from_gpt2_alphabet(t) for t in reference_vocab}
     assert len(vocab) == 500
     assert all(vocab[i] == bytes([i]) for i in range(256))

@@ -8,6 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tinylm.nn import TYPECHECK, unchecked
 from tinylm.train import check_tokens, get_batch, open_tokens
 
 
@@ -173,3 +174,15 @@ def test_check_tokens_streams_the_whole_memmap(tmp_path):
     late[-1] = 512  # the very last id, in a partial last chunk
     with pytest.raises(ValueError, match=rf"at offset {len(ids) - 1} "):
         check_tokens(late, "train", vocab_size=512, context_length=16, chunk=999)
+
+
+def test_get_batch_follows_nns_typecheck_switch():
+    """One TINYLM_TYPECHECK switch (nn's): get_batch's annotations are checked like nn's entry
+    points, and not inside `tinylm.nn.unchecked()` (train's old copy of the switch ignored it)."""
+    tokens = np.arange(100, dtype=np.uint16)
+    if TYPECHECK:
+        with pytest.raises(Exception, match="batch_size"):
+            get_batch(tokens, np.int64(4), 8, "cpu")  # a NumPy int is not an `int`
+    with unchecked():
+        x, y = get_batch(tokens, np.int64(4), 8, "cpu")
+    assert x.shape == y.shape == (4, 8) and torch.equal(x[:, 1:], y[:, :-1])

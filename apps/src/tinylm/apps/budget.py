@@ -133,14 +133,9 @@ def plan_budget(
     clock at the calibration checkpoint (the main run resumes from it), `config` the TrainConfig.
     """
     speed = measure_speed(records)
-    tc, ec = config.train, config.eval
-    eval_batch = ec.batch_size or tc.batch_size
-    eval_seconds = (
-        1.5 * ec.iters * speed.step_seconds * eval_batch / (3 * tc.batch_size * tc.grad_accum)
-    )
-    first_eval_extra = (
-        speed.warmup_seconds if config.compute.compile else 0.0
-    )  # eval mode recompiles
+    eval_seconds = _eval_seconds(speed, config.train, config.eval)
+    # Eval mode recompiles: the first evaluation pays the start-up cost again.
+    first_eval_extra = speed.warmup_seconds if config.compute.compile else 0.0
     checkpoint_seconds = timings.get("checkpoint", 0.0) + timings.get("plot", 0.0) / 2
     tail = checkpoint_seconds + SAMPLE_SECONDS_PER_TOKEN * config.sample.max_new_tokens
     # Budget left for the main run's loop: minus its own setup and its tail after the last step.
@@ -151,7 +146,7 @@ def plan_budget(
         step_seconds=speed.step_seconds,
         fixed_seconds=speed.warmup_seconds + first_eval_extra,
         eval_seconds=eval_seconds,
-        eval_interval=ec.interval,
+        eval_interval=config.eval.interval,
         checkpoint_seconds=checkpoint_seconds,
         checkpoint_interval=config.run.checkpoint_interval,
     )
@@ -181,6 +176,13 @@ def plan_budget(
         used_seconds=used_seconds,
         clock_seconds=clock_seconds,
     )
+
+
+def _eval_seconds(speed: Speed, tc, ec) -> float:
+    """One evaluation: `eval.iters` forward passes of an eval batch, each a third of a training
+    step's work per sequence, ×1.5 for safety ([train] `tc`, [eval] `ec`)."""
+    eval_batch = ec.batch_size or tc.batch_size
+    return 1.5 * ec.iters * speed.step_seconds * eval_batch / (3 * tc.batch_size * tc.grad_accum)
 
 
 def uncalibrated_max_seconds(budget_seconds: float, margin: float, config) -> float:

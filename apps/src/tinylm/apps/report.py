@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from tinylm.nn import model_stats
-from tinylm.train import GPU_PEAK_FLOPS, MetricsLog, atomic_write
+from tinylm.train import GPU_PEAK_FLOPS, MetricsLog, atomic_write, resolve_device
 
 __all__ = ["H100_BF16_PEAK_FLOPS", "report_title", "write_report"]
 
@@ -20,14 +20,13 @@ H100_BF16_PEAK_FLOPS = GPU_PEAK_FLOPS["H100"][0]
 
 
 def _device(train) -> tuple[str, bool]:
-    """(description, is CUDA) of the device train() ran on ([train] section)."""
-    wanted = train.device
-    if wanted == "auto":
-        wanted = "cuda" if torch.cuda.is_available() else "cpu"
-    if wanted.startswith("cuda") and torch.cuda.is_available():
-        index = int(wanted.split(":")[1]) if ":" in wanted else 0
-        return f"{wanted} ({torch.cuda.get_device_name(index)})", True
-    return wanted, False
+    """(description, is CUDA) of the device train() ran on ([train] section), resolved as
+    train resolves it ("auto": cuda, then mps, then cpu)."""
+    device = resolve_device(train.device)
+    shown = device.type if train.device == "auto" else train.device
+    if device.type == "cuda":
+        return f"{shown} ({torch.cuda.get_device_name(device)})", True
+    return shown, False
 
 
 def _seconds(value: float) -> str:
@@ -136,14 +135,24 @@ def write_report(
     `tinylm.train.PreparedData` of `prepare_text_files` (its per-step `steps`)."""
     out = Path(out)
     records = MetricsLog(out / "metrics.jsonl").read()
-    evals = [r for r in records if r.get("val_loss") is not None]
     stats = model_stats(model)
-    m, t = model, train
-    device, cuda = _device(train)
-    tokens_per_step = t.batch_size * t.grad_accum * m.context_length
     lines = [f"# {report_title(app, model)}", ""]
+    lines += _result_section(records, stats, model, train, result)
+    if budget is not None:
+        lines += _budget_section(budget, train)
+    lines += ["## Loss curve", "", "![loss curve](loss.png)", ""]
+    if result.sample:
+        lines += _sample_section(sample, result.sample)
+    lines += _model_section(model, compute, optim, train, evaluation, stats, result.tokens)
+    lines += _data_section(app, prepared, preprocess_seconds)
+    lines += _files_section(budget is not None)
+    return atomic_write(out / "report.md", "\n".join(lines))
 
-    lines += ["## Result", ""]
+
+def _result_section(records: list[dict], stats, m, t, result) -> list[str]:
+    """Losses reached, steps and tokens, wall-clock, throughput and MFU."""
+    evals = [r for r in records if r.get("val_loss") is not None]
+    lines = ["## Result", ""]
     if evals:
         best = min(evals, key=lambda r: r["val_loss"])
         lines.append(
@@ -155,6 +164,8 @@ def write_report(
     train_loss = result.train_loss
     if not math.isfinite(train_loss) and records:  # a resume that had no step left to run
         train_loss = records[-1]["train_loss"]
+    tokens_per_step = t.batch_size * t.grad_accum * m.context_length
+    device, cuda = _device(t)
     lines.append(f"- final train loss: {train_loss:.4f}")
     lines.append(
         f"- unigram baseline (entropy of the val tokens): {result.unigram_entropy:.4f} nats/token"
@@ -163,69 +174,86 @@ def write_report(
     lines.append(f"- tokens seen: {result.tokens:,} ({tokens_per_step:,} per step)")
     lines.append(f"- training wall-clock: {_seconds(result.wallclock)} on {device}")
     if result.wallclock > 0:
-        overall = result.tokens / result.wallclock
-        steady = [r["tokens_per_s"] for r in records[1:] if r.get("tokens_per_s")]
-        speed = statistics.median(steady) if steady else overall
-        lines.append(
-            f"- throughput: {overall:,.0f} tokens/s overall (with eval and checkpoints), "
-            f"{speed:,.0f} tokens/s median while training"
-        )
-        flops = stats.train_flops_per_token / 1e6
-        logged = [r for r in records[1:] if r.get("mfu") and r.get("flops_per_s")]
-        if logged:  # train-lm logs MFU on every device (peak: config, GPU table or measured)
-            row = sorted(logged, key=lambda r: r["mfu"])[len(logged) // 2]
-            lines.append(
-                f"- MFU: {100 * row['mfu']:.1f}% (median of metrics.jsonl: "
-                f"{row['flops_per_s'] / 1e12:.3g} TFLOP/s = tokens/s × {flops:.1f} MFLOP/token, "
-                f"÷ {row['flops_per_s'] / row['mfu'] / 1e12:.3g} TFLOP/s peak)"
-            )
-        elif cuda:  # runs from before train-lm logged MFU
-            mfu = speed * stats.train_flops_per_token / H100_BF16_PEAK_FLOPS
-            lines.append(
-                f"- MFU: {100 * mfu:.1f}% (median tokens/s × {flops:.1f} MFLOP/token ÷ "
-                "989 TFLOP/s, the H100 SXM dense bf16 peak)"
-            )
+        lines += _speed_lines(records, stats, result, cuda)
     lines.append("")
+    return lines
 
-    if budget is not None:
-        used, total = budget["used_seconds"], budget["budget_seconds"]
-        verdict = "**respected**" if budget["respected"] else "**EXCEEDED**"
-        lines += ["## Time budget", ""]
-        lines.append(
-            f"- budget: {_seconds(total)}; used {_seconds(used)} ({100 * used / total:.1f}%): "
-            f"{verdict}"
-        )
-        lines.append(
-            "- counted: everything from the start of training to the end of the last train() "
-            "call (calibration, compilation, steps, periodic and final eval, checkpoints, curve, "
-            "sample); tokenizer training and encoding are preprocessing, reported below"
-        )
-        plan = budget.get("plan")
-        if plan:
-            lines.append(
-                f"- plan: {plan['step_seconds'] * 1e3:.1f} ms/step measured over the first "
-                f"{plan['calibrate_steps']} steps -> {plan['max_steps']:,} steps (the schedule "
-                f"ends there), predicted {_seconds(plan['predicted_seconds'])}; hard stop at "
-                f"{_seconds(plan['max_seconds'])} of training clock"
-            )
-        else:
-            lines.append(
-                f"- no calibration: stopped by the hard limit train.max_seconds = "
-                f"{_seconds(t.max_seconds)}"
-            )
-        lines.append("")
 
-    lines += ["## Loss curve", "", "![loss curve](loss.png)", ""]
-    if result.sample:
-        lines += ["## Sample", ""]
+def _speed_lines(records: list[dict], stats, result, cuda: bool) -> list[str]:
+    """Throughput (overall and the median while training) and MFU."""
+    overall = result.tokens / result.wallclock
+    steady = [r["tokens_per_s"] for r in records[1:] if r.get("tokens_per_s")]
+    speed = statistics.median(steady) if steady else overall
+    lines = [
+        f"- throughput: {overall:,.0f} tokens/s overall (with eval and checkpoints), "
+        f"{speed:,.0f} tokens/s median while training"
+    ]
+    flops = stats.train_flops_per_token / 1e6
+    logged = [r for r in records[1:] if r.get("mfu") and r.get("flops_per_s")]
+    if logged:  # train-lm logs MFU on every device (peak: config, GPU table or measured)
+        row = sorted(logged, key=lambda r: r["mfu"])[len(logged) // 2]
         lines.append(
-            f"prompt {sample.prompt!r}, temperature {sample.temperature}, "
-            f"top-p {sample.top_p}, {sample.max_new_tokens} new tokens at most:"
+            f"- MFU: {100 * row['mfu']:.1f}% (median of metrics.jsonl: "
+            f"{row['flops_per_s'] / 1e12:.3g} TFLOP/s = tokens/s × {flops:.1f} MFLOP/token, "
+            f"÷ {row['flops_per_s'] / row['mfu'] / 1e12:.3g} TFLOP/s peak)"
         )
-        lines += ["", "```text", result.sample.replace("```", "ʼʼʼ"), "```", ""]
+    elif cuda:  # runs from before train-lm logged MFU
+        mfu = speed * stats.train_flops_per_token / H100_BF16_PEAK_FLOPS
+        lines.append(
+            f"- MFU: {100 * mfu:.1f}% (median tokens/s × {flops:.1f} MFLOP/token ÷ "
+            f"{H100_BF16_PEAK_FLOPS / 1e12:g} TFLOP/s, the H100 SXM dense bf16 peak)"
+        )
+    return lines
 
-    lines += ["## Model", ""]
-    c = compute
+
+def _budget_section(budget: dict[str, Any], t) -> list[str]:
+    """The time budget: used against total, what counts, and the calibrated plan (if any)."""
+    used, total = budget["used_seconds"], budget["budget_seconds"]
+    verdict = "**respected**" if budget["respected"] else "**EXCEEDED**"
+    lines = ["## Time budget", ""]
+    lines.append(
+        f"- budget: {_seconds(total)}; used {_seconds(used)} ({100 * used / total:.1f}%): {verdict}"
+    )
+    lines.append(
+        "- counted: everything from the start of training to the end of the last train() "
+        "call (calibration, compilation, steps, periodic and final eval, checkpoints, curve, "
+        "sample); tokenizer training and encoding are preprocessing, reported below"
+    )
+    plan = budget.get("plan")
+    if plan:
+        lines.append(
+            f"- plan: {plan['step_seconds'] * 1e3:.1f} ms/step measured over the first "
+            f"{plan['calibrate_steps']} steps -> {plan['max_steps']:,} steps (the schedule "
+            f"ends there), predicted {_seconds(plan['predicted_seconds'])}; hard stop at "
+            f"{_seconds(plan['max_seconds'])} of training clock"
+        )
+    else:
+        lines.append(
+            f"- no calibration: stopped by the hard limit train.max_seconds = "
+            f"{_seconds(t.max_seconds)}"
+        )
+    lines.append("")
+    return lines
+
+
+def _sample_section(sample, text: str) -> list[str]:
+    """The sample and the [sample] settings that drew it (``` escaped: it stays one block)."""
+    return [
+        "## Sample",
+        "",
+        f"prompt {sample.prompt!r}, temperature {sample.temperature}, "
+        f"top-p {sample.top_p}, {sample.max_new_tokens} new tokens at most:",
+        "",
+        "```text",
+        text.replace("```", "ʼʼʼ"),
+        "```",
+        "",
+    ]
+
+
+def _model_section(m, c, optim, t, evaluation, stats, tokens: int) -> list[str]:
+    """Shape, recipe switches, kernels, size and FLOPs, optimizer and batch."""
+    lines = ["## Model", ""]
     lines.append(
         f"- {m.num_layers} layers, d_model {m.d_model}, {m.num_heads} heads, d_ff {m.d_ff} "
         f"({m.ffn}), context {m.context_length}, vocab {m.vocab_size:,}, RoPE θ {m.rope_theta:g}, "
@@ -243,7 +271,7 @@ def write_report(
     lines.append(
         f"- FLOPs per token: {stats.forward_flops_per_token:.3g} forward, "
         f"{stats.train_flops_per_token:.3g} training (matmuls, 3× forward); "
-        f"whole run ≈ {stats.train_flops_per_token * result.tokens:.3g} FLOPs"
+        f"whole run ≈ {stats.train_flops_per_token * tokens:.3g} FLOPs"
     )
     lines += _optimizer_lines(optim, t)
     lines.append(
@@ -251,8 +279,12 @@ def write_report(
         f"eval every {evaluation.interval} steps on {evaluation.iters} batches"
     )
     lines.append("")
+    return lines
 
-    lines += ["## Data and preprocessing", ""]
+
+def _data_section(app, prepared, preprocess_seconds: float) -> list[str]:
+    """Tokenizer and token files: sizes, sources, times, and what came from the cache."""
+    lines = ["## Data and preprocessing", ""]
     tok = prepared.steps["tokenizer"]
     cached = " (cached from an earlier run)" if tok.get("cached") else ""
     lines.append(
@@ -270,12 +302,15 @@ def write_report(
         )
     lines.append(f"- preprocessing time in this invocation: {_seconds(preprocess_seconds)}")
     lines.append("")
-    lines += ["## Files", ""]
-    lines.append(
+    return lines
+
+
+def _files_section(budgeted: bool) -> list[str]:
+    return [
+        "## Files",
+        "",
         "`run.toml` (this run's full config, with `[app]`), `config.toml` (train's part), "
         "`metrics.jsonl`, `loss.png`, `sample.txt`, `checkpoints/`, `data/` (tokenizer and "
-        "token files)" + (", `budget.json`" if budget is not None else "")
-    )
-    lines.append("")
-
-    return atomic_write(out / "report.md", "\n".join(lines))
+        "token files)" + (", `budget.json`" if budgeted else ""),
+        "",
+    ]

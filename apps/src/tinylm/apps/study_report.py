@@ -158,22 +158,39 @@ def write_study_report(
     """Write <study_dir>/report.md and its PNGs (atomically); return the report's path."""
     study_dir = Path(study_dir)
     results = collect_results(plan, study_dir, states)
+    lines = [f"# Study `{plan.study}` (scale {plan.scale})", ""]
+    lines += [_summary(plan, len(results)), ""]
+    lines += ["## Findings", "", *_findings(plan, results), ""]
+    lines += _plots(plan, study_dir, results)
+    lines += _results_table(results)
+    lines += _samples(results)
+    lines += [
+        "## Reproduce",
+        "",
+        f"Each point is a run directory `{study_dir}/<point>` (config.toml, metrics.jsonl, "
+        "train.log with its exact command, checkpoints/). `study "
+        f"{plan.study} --print-commands` prints the commands.",
+        "",
+    ]
+    return atomic_write(study_dir / "report.md", "\n".join(lines))
+
+
+def _summary(plan: StudyPlan, runs: int) -> str:
+    """One paragraph: how many runs of which model, the reference schedule, shared overrides."""
     ref = plan.reference
     m, t = ref.model, ref.train
-    lines = [f"# Study `{plan.study}` (scale {plan.scale})", ""]
-    lines += [
-        f"{len(results)} train-lm runs from `{plan.config.name}`: {m.num_layers} layers, d_model "
+    return (
+        f"{runs} train-lm runs from `{plan.config.name}`: {m.num_layers} layers, d_model "
         f"{m.d_model}, {m.num_heads} heads, d_ff {m.d_ff}, context {m.context_length}, vocab "
         f"{m.vocab_size:,}; reference: {t.max_steps:,} steps of batch {t.batch_size}, lr "
         f"{ref.optim.lr:g}. Shared overrides: "
         + (", ".join(f"`{k}={v}`" for k, v in plan.overrides.items()) or "none")
-        + ".",
-        "",
-        "## Findings",
-        "",
-        *_findings(plan, results),
-        "",
-    ]
+        + "."
+    )
+
+
+def _plots(plan: StudyPlan, study_dir: Path, results: list[PointResult]) -> list[str]:
+    """Draw the curves (by step, by wall-clock) and the sweep plot; their report lines."""
     series = [
         {"label": r.label, "records": r.records, "diverged": r.diverged,
          "diverged_step": r.diverged_step}
@@ -185,7 +202,7 @@ def write_study_report(
         series, study_dir / "curves_wallclock.png", x="wallclock", xlabel="wall-clock (s)",
         title=name,
     )  # fmt: skip
-    lines += ["## Validation loss curves", "", "![by step](curves_step.png)", ""]
+    lines = ["## Validation loss curves", "", "![by step](curves_step.png)", ""]
     lines += ["![by wall-clock](curves_wallclock.png)", ""]
     if plan.sweep:
         what = "lr" if plan.sweep == "optim.lr" else "batch"
@@ -199,8 +216,11 @@ def write_study_report(
             log_base=10 if what == "lr" else 2,
         )  # fmt: skip
         lines += [f"![loss vs {what}](loss_vs_{what}.png)", ""]
+    return lines
 
-    lines += ["## Results", ""]
+
+def _results_table(results: list[PointResult]) -> list[str]:
+    lines = ["## Results", ""]
     lines += [
         "| point | setting | status | steps | final val | best val (step) | final train | "
         "wall-clock s | params |",
@@ -217,20 +237,16 @@ def write_study_report(
             + " |"
         )
     lines.append("")
+    return lines
 
+
+def _samples(results: list[PointResult]) -> list[str]:
+    """Every point's sample, best first (``` escaped: each stays one block)."""
     ranked = sorted(results, key=lambda r: (r.status != "done", r.final or math.inf))
-    lines += ["## Samples", ""]
+    lines = ["## Samples", ""]
     for i, r in enumerate(ranked):
         if not r.sample:
             continue
         head = " — best point" if i == 0 and r.status == "done" else ""
         lines += [f"### {r.name}{head}", "", "```text", r.sample.replace("```", "ʼʼʼ"), "```", ""]
-    lines += [
-        "## Reproduce",
-        "",
-        f"Each point is a run directory `{study_dir}/<point>` (config.toml, metrics.jsonl, "
-        "train.log with its exact command, checkpoints/). `study "
-        f"{plan.study} --print-commands` prints the commands.",
-        "",
-    ]
-    return atomic_write(study_dir / "report.md", "\n".join(lines))
+    return lines

@@ -202,62 +202,84 @@ def run_study(
         def say(message: str) -> None:
             bar.write(message, file=sys.stderr)
 
-    devices = _devices()
-    jobs = max(1, min(jobs, len(devices))) if devices else max(1, jobs)
-    free = list(devices)
-    lock = threading.Lock()
-    states: dict[str, PointState] = {}
-    oom_at: list[float] = []  # batch sizes that did not fit: larger ones are not tried
+    runner = _Runner(plan, study_dir, data, jobs, say, bar.update, launch)
+    with bar:
+        if runner.jobs == 1:
+            for i, point in enumerate(plan.points):
+                runner.run_point(i, point)
+        else:
+            with ThreadPoolExecutor(runner.jobs) as pool:
+                list(pool.map(runner.run_point, range(len(plan.points)), plan.points))
+    return {p.name: runner.states[p.name] for p in plan.points}
 
-    def one(index: int, point: Point) -> None:
-        config = point_config(plan, study_dir, point, data)
-        state = point_state(config)
-        tag = f"[{index + 1}/{len(plan.points)}] {point.name}"
-        if state.status not in FINAL and plan.sweep == "train.batch_size":
-            with lock:
-                if any(point.value is not None and point.value > b for b in oom_at):
-                    state = PointState("oom", None, "not tried: a smaller batch ran out of memory")
+
+class _Runner:
+    """The points of one `run_study` call and what they share: the free CUDA devices (one
+    point per device), the batch sizes that ran out of memory, the states so far."""
+
+    def __init__(self, plan, study_dir, data, jobs, say, advance, launch) -> None:
+        self.plan, self.study_dir, self.data = plan, study_dir, data
+        self.say, self.advance, self.launch = say, advance, launch
+        self.devices = _devices()
+        self.jobs = max(1, min(jobs, len(self.devices))) if self.devices else max(1, jobs)
+        self.free = list(self.devices)
+        self.lock = threading.Lock()
+        self.states: dict[str, PointState] = {}
+        self.oom_at: list[float] = []  # batch sizes that did not fit: larger ones are not tried
+
+    def run_point(self, index: int, point: Point) -> None:
+        """Skip the point if it is final, else train it (resuming a partial one) and record."""
+        config = point_config(self.plan, self.study_dir, point, self.data)
+        state = self._known_state(config, point)
+        tag = f"[{index + 1}/{len(self.plan.points)}] {point.name}"
         if state.status in FINAL:
-            say(f"{tag}: {state.status} (step {state.step}); skipped")
-            states[point.name] = state
-            bar.update(1)
+            self.say(f"{tag}: {state.status} (step {state.step}); skipped")
+            self._done(point, state)
             return
         run_dir = config.run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
         if state.status == "new":  # no checkpoint: a stale log would be appended to
             (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-        cmd = point_command(plan, study_dir, point, data, resume=state.status == "partial")
-        env = dict(os.environ)
-        device = None
-        with lock:
-            if devices:
-                device = free.pop()
-                env["CUDA_VISIBLE_DEVICES"] = device
-            elif jobs > 1:  # share the cores instead of oversubscribing them
-                env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
-        verb = f"resuming at step {state.step}" if state.status == "partial" else "running"
-        say(f"{tag}: {verb} (log {run_dir / 'train.log'})")
-        try:
-            code = launch(cmd, run_dir / "train.log", env)
-        finally:
-            if device is not None:
-                with lock:
-                    free.append(device)
+        resume = state.status == "partial"
+        cmd = point_command(self.plan, self.study_dir, point, self.data, resume=resume)
+        verb = f"resuming at step {state.step}" if resume else "running"
+        code = self._launch_on_a_device(cmd, run_dir / "train.log", tag, verb)
         state = _outcome(code, config, run_dir / "train.log")
         if state.status == "oom" and point.value is not None:
-            with lock:
-                oom_at.append(point.value)
+            with self.lock:
+                self.oom_at.append(point.value)
         record = {"status": state.status, "step": state.step, "message": state.message}
         atomic_write(run_dir / "study.json", json.dumps(record | {"exit_status": code}) + "\n")
-        say(f"{tag}: {state.status}" + (f" ({state.message})" if state.message else ""))
-        states[point.name] = state
-        bar.update(1)
+        self.say(f"{tag}: {state.status}" + (f" ({state.message})" if state.message else ""))
+        self._done(point, state)
 
-    with bar:
-        if jobs == 1:
-            for i, point in enumerate(plan.points):
-                one(i, point)
-        else:
-            with ThreadPoolExecutor(jobs) as pool:
-                list(pool.map(one, range(len(plan.points)), plan.points))
-    return {p.name: states[p.name] for p in plan.points}
+    def _known_state(self, config: TrainConfig, point: Point) -> PointState:
+        """The point's state on disk; "oom" untried when a smaller batch ran out of memory."""
+        state = point_state(config)
+        if state.status not in FINAL and self.plan.sweep == "train.batch_size":
+            with self.lock:
+                if any(point.value is not None and point.value > b for b in self.oom_at):
+                    state = PointState("oom", None, "not tried: a smaller batch ran out of memory")
+        return state
+
+    def _launch_on_a_device(self, cmd: list[str], log_path: Path, tag: str, verb: str) -> int:
+        """Run `cmd` on a free CUDA device (or on a share of the cores); its exit status."""
+        env = dict(os.environ)
+        device = None
+        with self.lock:
+            if self.devices:
+                device = self.free.pop()
+                env["CUDA_VISIBLE_DEVICES"] = device
+            elif self.jobs > 1:  # share the cores instead of oversubscribing them
+                env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.jobs))
+        self.say(f"{tag}: {verb} (log {log_path})")
+        try:
+            return self.launch(cmd, log_path, env)
+        finally:
+            if device is not None:
+                with self.lock:
+                    self.free.append(device)
+
+    def _done(self, point: Point, state: PointState) -> None:
+        self.states[point.name] = state
+        self.advance(1)

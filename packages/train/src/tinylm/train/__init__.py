@@ -47,6 +47,7 @@ from tinylm.train.errors import RunFailed, RunInterrupted, run_cli
 from tinylm.train.files import atomic_open, atomic_write
 from tinylm.train.flops import GPU_PEAK_FLOPS, peak_flops
 from tinylm.train.hf import export_hf, import_hf
+from tinylm.train.hf.convert import llama_config_dict
 from tinylm.train.run.directory import (
     RunLock,
     check_resume,
@@ -57,6 +58,7 @@ from tinylm.train.run.directory import (
 )
 from tinylm.train.run.load import LoadedRun, load_run
 from tinylm.train.run.metrics import MetricsLog, plot_losses, unigram_entropy
+from tinylm.train.runtime import resolve_device
 from tinylm.train.sampling import sample_text, write_sample
 from tinylm.train.trainer import RunResult, Trainer, TrainingDiverged, train
 
@@ -94,6 +96,7 @@ __all__ = [
     "find_checkpoints",
     "get_batch",
     "import_hf",
+    "llama_config_dict",
     "load_checkpoint",
     "load_config",
     "load_run",
@@ -105,6 +108,7 @@ __all__ = [
     "prepare_run_dir",
     "prepare_text_files",
     "read_checkpoint",
+    "resolve_device",
     "restore_rng_state",
     "run_cli",
     "sample_text",

@@ -95,6 +95,9 @@ def save_checkpoint(
         torch.save(payload, out)
         return
     path = Path(out)
+    # Not files.atomic_open: a run killed mid-write must leave the fixed name `<name>.tmp`,
+    # the one rundir.remove_stale_temporaries deletes on the next start (atomic_open's
+    # random `.<name>.XXXX.tmp` would pile up, a whole checkpoint each).
     tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "wb") as f:

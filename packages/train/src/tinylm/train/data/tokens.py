@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from jaxtyping import Int
 
-from tinylm.train._typecheck import typechecked
+from tinylm.nn import typechecked
 from tinylm.train.errors import one_line
 
 __all__ = ["check_tokens", "get_batch", "open_tokens"]
