@@ -187,3 +187,20 @@ def test_run_cli_abort_message_and_debug(capsys, monkeypatch):
 
     with pytest.raises(RuntimeError, match="a bug"):
         run_cli(other)
+
+
+def test_every_command_shows_a_warning_as_one_line(capsys):
+    """run_cli (every command's wrapper) prints a warning raised anywhere in the body as one
+    `warning:` line, not Python's file:line pointer plus source line (train-lm's sample with a
+    prompt longer than the context warned from inside jaxtyping's wrapper)."""
+    import warnings
+
+    from tinylm.train import run_cli
+
+    def body() -> int:
+        warnings.warn("the prompt is longer than the context", UserWarning, stacklevel=2)
+        return 0
+
+    assert run_cli(body) == 0
+    err = capsys.readouterr().err
+    assert err == "warning: the prompt is longer than the context\n"

@@ -10,13 +10,6 @@ save_checkpoint(model, optimizer, step, "ckpt.pt", scheduler=schedule)
 step = load_checkpoint("ckpt.pt", model, optimizer, scheduler=schedule)
 """
 
-from tinylm.train.checkpoint import (
-    capture_rng_state,
-    load_checkpoint,
-    read_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-)
 from tinylm.train.command_line import split_command_line
 from tinylm.train.config import (
     DataConfig,
@@ -48,6 +41,13 @@ from tinylm.train.files import atomic_open, atomic_write
 from tinylm.train.flops import GPU_PEAK_FLOPS, peak_flops
 from tinylm.train.hf import export_hf, import_hf
 from tinylm.train.hf.convert import llama_config_dict
+from tinylm.train.run.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    read_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 from tinylm.train.run.directory import (
     RunLock,
     check_resume,

@@ -24,6 +24,7 @@ import re
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 
@@ -119,6 +120,19 @@ def _say(line: str) -> None:
         print(line, file=sys.stderr)
 
 
+@contextmanager
+def _one_line_warnings():
+    """Warnings as one `warning: ...` line on stderr, never a file:line pointer into a library
+    (e.g. a prompt longer than the context, warned about inside jaxtyping-checked code)."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        _say(f"warning: {one_line(message)}")
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
 def run_cli(body: Callable[[], object], *, abort_message: str = "interrupted") -> int:
     """Run a CLI's `body`: its int return value (or 0), else one `error: ...` line and a status.
 
@@ -126,7 +140,7 @@ def run_cli(body: Callable[[], object], *, abort_message: str = "interrupted") -
     """
     debug = bool(os.environ.get("TINYLM_DEBUG"))
     try:
-        with _signals_raise():
+        with _signals_raise(), _one_line_warnings():
             result = body()
     except KeyboardInterrupt:
         _say(f"error: {abort_message}")

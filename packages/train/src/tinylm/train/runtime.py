@@ -83,15 +83,22 @@ def setup_distributed(device_kind: str) -> Distributed:
     return Distributed(rank, local_rank, world_size, owns)
 
 
+def device_type(name: str) -> str:
+    """The device type `name` resolves to ('auto': cuda, then mps, then cpu), with no side
+    effect: the process group needs it before the rank's device can be set."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    return name.split(":")[0]
+
+
 def resolve_device(name: str, local_rank: int = 0, option: str = "train.device") -> torch.device:
     """'auto' picks cuda, then mps, then cpu; under torchrun each rank gets cuda:LOCAL_RANK."""
     if name == "auto":
-        if torch.cuda.is_available():
-            name = "cuda"
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            name = "mps"
-        else:
-            name = "cpu"
+        name = device_type(name)
     try:
         device = torch.device(name)
     except RuntimeError:

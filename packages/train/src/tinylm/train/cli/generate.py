@@ -14,15 +14,13 @@ import argparse
 import math
 import secrets
 import sys
-import warnings
-from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
 import torch
 
 from tinylm.train.config import MAX_SEED
-from tinylm.train.errors import EXIT_BAD_INPUT, one_line, run_cli
+from tinylm.train.errors import EXIT_BAD_INPUT, run_cli
 from tinylm.train.run.load import load_run
 from tinylm.train.runtime import resolve_device
 from tinylm.train.sampling import sample_text
@@ -107,18 +105,6 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 COMPILE = {"auto": None, "on": True, "off": False}  # tinylm.nn.generate's `compile` argument
 
 
-@contextmanager
-def _one_line_warnings():
-    """Warnings as one `warning: ...` line on stderr, never a file:line pointer into a library."""
-
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
-        print(f"warning: {one_line(message)}", file=sys.stderr)
-
-    with warnings.catch_warnings():
-        warnings.showwarning = show
-        yield
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -163,8 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"--- sample {i + 1} ---")
             print(text)
 
-    with _one_line_warnings():
-        return run_cli(body, abort_message="interrupted")
+    return run_cli(body, abort_message="interrupted")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ import torch
 
 from tinylm.bpe import Tokenizer
 from tinylm.nn import RMSNorm
-from tinylm.train.checkpoint import save_checkpoint
 from tinylm.train.config import TrainConfig, load_config
 from tinylm.train.errors import RunFailed, one_line, run_cli
 from tinylm.train.files import atomic_directory
@@ -49,6 +48,7 @@ from tinylm.train.hf.files import (
     special_ids,
     write_json,
 )
+from tinylm.train.run.checkpoint import save_checkpoint
 from tinylm.train.run.directory import find_checkpoints
 from tinylm.train.run.load import load_run
 from tinylm.train.trainer.setup import build_model_and_optimizer

@@ -25,9 +25,9 @@ from typing import Any
 import torch
 
 from tinylm.bpe import Tokenizer
-from tinylm.train.checkpoint import load_weights_only
 from tinylm.train.data import load_tokenizer
 from tinylm.train.files import atomic_open
+from tinylm.train.run.checkpoint import load_weights_only
 
 __all__ = [
     "generation_config",

@@ -1,5 +1,6 @@
 """tinylm.train.run: a run directory, its files, and reading them back.
 
+    checkpoint.py save/load with every RNG state; loads refuse pickled code (weights_only)
     directory.py  the layout (checkpoints/step_<n>.pt, ...), the `.lock`, resume checks
     metrics.py    metrics.jsonl (strict JSON, damaged lines skipped), loss.png, unigram baseline
     load.py     `load_run(run_dir)` -> model, tokenizer, config: the one way `generate`,

@@ -23,9 +23,9 @@ import torch
 
 from tinylm.bpe import Tokenizer
 from tinylm.nn import ModelConfig, TransformerLM
-from tinylm.train.checkpoint import UnsafeCheckpoint, read_checkpoint
 from tinylm.train.config import DataConfig, TrainConfig, load_config
 from tinylm.train.data import load_tokenizer
+from tinylm.train.run.checkpoint import UnsafeCheckpoint, read_checkpoint
 from tinylm.train.run.directory import find_checkpoints
 from tinylm.train.run.migrate import migrate_checkpoint
 

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 
 from tinylm.optim import LRSchedule, OptimizerSet
-from tinylm.train.checkpoint import save_checkpoint
 from tinylm.train.errors import RunFailed
 from tinylm.train.files import atomic_write
+from tinylm.train.run.checkpoint import save_checkpoint
 from tinylm.train.run.directory import checkpoint_path, find_checkpoints
 from tinylm.train.trainer.clock import RunClock
 

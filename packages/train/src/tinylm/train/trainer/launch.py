@@ -11,14 +11,13 @@ from __future__ import annotations
 import time
 from contextlib import suppress
 
-import torch
-
 from tinylm.train.config import TrainConfig
 from tinylm.train.run.directory import prepare_run_dir
 from tinylm.train.runtime import (
     Distributed,
     StopFlag,
     determinism,
+    device_type,
     resolve_device,
     setup_distributed,
 )
@@ -46,10 +45,7 @@ def train(
     Raises ValueError / FileNotFoundError / PermissionError for bad input before any training,
     and TrainingDiverged when the loss stops being finite.
     """
-    device_kind = config.train.device.split(":")[0]
-    if device_kind == "auto":
-        device_kind = "cuda" if torch.cuda.is_available() else "cpu"
-    dist = setup_distributed(device_kind)
+    dist = setup_distributed(device_type(config.train.device))
     try:
         shown = progress and dist.is_main
         log = _unfailing(log) if dist.is_main else _quiet

@@ -18,10 +18,10 @@ import torch
 from tinylm.bpe import Tokenizer
 from tinylm.nn import ComputeConfig, ModelConfig, TransformerLM
 from tinylm.optim import LRSchedule, OptimizerHParams, OptimizerSet, build_optimizers
-from tinylm.train.checkpoint import load_checkpoint
 from tinylm.train.config import DataConfig, OptimConfig, TrainConfig
 from tinylm.train.data import check_tokens, load_tokenizer, open_tokens, prepare_data
 from tinylm.train.files import atomic_write
+from tinylm.train.run.checkpoint import load_checkpoint
 from tinylm.train.run.load import newest_loadable, saved_model_config
 from tinylm.train.run.metrics import unigram_entropy
 from tinylm.train.run.migrate import migrate_optimizer_state
