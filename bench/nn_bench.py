@@ -71,7 +71,7 @@ from tinylm.train import atomic_write
 # of 20 alternate, so each row's steps are closer together in time).
 HEADLINE = (
     "HF Llama eager (sdpa)",
-    "tinylm eager fast (train default), checks on",
+    "tinylm eager fast (train default + fused QKV), checks on",
     "tinylm eager fast + tinylm AdamW, checks on",
     "tinylm eager from-scratch attention + fast ops + tinylm AdamW, checks on",
     "HF Llama eager + AdamW(fused=True)",
@@ -99,7 +99,7 @@ KERNEL_ROWS = (
     ("every op from scratch", REFERENCE),
     ("sdpa only (previous default)", SDPA),
     ("from-scratch attention + fast ops", NAIVE_ATTENTION_FAST),
-    ("fast (train default)", FAST),
+    ("fast (train default + fused QKV)", FAST),
 )
 EAGER_ROWS = (
     *(
