@@ -2,6 +2,7 @@
 
 config = load_config(overrides={"train.max_steps": 200})   # default.toml + overrides
 config = load_config("modern")                             # a bundled config by name
+# a config file may say `base = "default"` and hold only what differs (config/load.py)
 result = train(config)                                     # -> RunResult (losses, paths, model)
 model, tokenizer, config = load_run("runs/default")        # a run's newest checkpoint, any age
 x, y = get_batch(np.load("train.npy", mmap_mode="r"), 16, 128, "cpu")
@@ -22,13 +23,18 @@ from tinylm.train.config import (
     EvalConfig,
     LoopConfig,
     OptimConfig,
+    RunComputeConfig,
     RunConfig,
     SampleConfig,
     TrainConfig,
     apply_overrides,
     bundled_configs,
+    coerce_value,
     default_config_path,
     load_config,
+    merge_configs,
+    parse_value,
+    read_config,
     validate_config,
 )
 from tinylm.train.data import (
@@ -68,6 +74,7 @@ __all__ = [
     "MetricsLog",
     "OptimConfig",
     "PreparedData",
+    "RunComputeConfig",
     "RunConfig",
     "RunFailed",
     "RunInterrupted",
@@ -86,6 +93,7 @@ __all__ = [
     "check_tokens",
     "checkpoint_path",
     "checkpoint_step",
+    "coerce_value",
     "default_config_path",
     "export_hf",
     "file_fingerprint",
@@ -96,13 +104,16 @@ __all__ = [
     "load_config",
     "load_run",
     "load_tokenizer",
+    "merge_configs",
     "open_tokens",
+    "parse_value",
     "peak_flops",
     "plot_losses",
     "prepare_data",
     "prepare_run_dir",
     "prepare_text_files",
     "read_checkpoint",
+    "read_config",
     "restore_rng_state",
     "run_cli",
     "sample_text",

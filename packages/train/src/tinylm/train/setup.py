@@ -17,9 +17,9 @@ import torch
 
 from tinylm.bpe import Tokenizer
 from tinylm.nn import TransformerLM
-from tinylm.optim import LRSchedule, OptimizerHParams, OptimizerSet, build_optimizers
+from tinylm.optim import LRSchedule, OptimizerSet
 from tinylm.train.checkpoint import load_checkpoint
-from tinylm.train.config import OptimConfig, TrainConfig
+from tinylm.train.config import TrainConfig
 from tinylm.train.data import check_tokens, load_tokenizer, open_tokens, prepare_data
 from tinylm.train.files import atomic_write
 from tinylm.train.metrics import unigram_entropy
@@ -31,9 +31,7 @@ __all__ = [
     "ResumePoint",
     "RunData",
     "build_model_and_optimizer",
-    "build_schedule",
     "load_run_data",
-    "optimizer_hparams",
     "resume_from",
     "save_run_files",
 ]
@@ -77,46 +75,6 @@ def load_run_data(cfg: TrainConfig, dist: Distributed, log, progress: bool = Fal
     return RunData(train, val, tokenizer, data.tokenizer_dir, unigram_entropy(val, vocab_size))
 
 
-def optimizer_hparams(optim: OptimConfig) -> OptimizerHParams:
-    """[optim] -> tinylm.optim's per-role hyperparameters (None = the AdamW matrix value)."""
-    return OptimizerHParams(
-        adamw_lr=optim.lr,
-        muon_lr=optim.muon_lr,
-        embedding_lr=optim.embedding_lr,
-        head_lr=optim.head_lr,
-        scalar_lr=optim.scalar_lr,
-        betas=(optim.beta1, optim.beta2),
-        embedding_betas=optim.embedding_betas,
-        head_betas=optim.head_betas,
-        scalar_betas=optim.scalar_betas,
-        eps=optim.eps,
-        weight_decay=optim.weight_decay,
-        embedding_weight_decay=optim.embedding_weight_decay,
-        head_weight_decay=optim.head_weight_decay,
-        scalar_weight_decay=optim.scalar_weight_decay,
-        muon_momentum=optim.muon_momentum,
-        nesterov=optim.muon_nesterov,
-        ns_steps=optim.muon_ns_steps,
-        muon_weight_decay=optim.muon_weight_decay,
-    )
-
-
-def build_schedule(cfg: TrainConfig, optimizer: OptimizerSet) -> LRSchedule:
-    """One schedule over every role: warmup, then cosine or WSD down to peak · min_lr/lr."""
-    o = cfg.optim
-    total = o.cosine_steps or cfg.train.max_steps
-    return LRSchedule(
-        optimizer,
-        o.schedule,
-        total_iters=total,
-        warmup_iters=min(o.warmup_steps, total),
-        min_lr_ratio=o.min_lr_ratio,
-        decay_fraction=o.decay_fraction,
-        momentum_warmup_iters=o.momentum_warmup_steps,
-        momentum_start=o.momentum_start,
-    )
-
-
 def build_model_and_optimizer(
     cfg: TrainConfig, device: torch.device
 ) -> tuple[TransformerLM, OptimizerSet, LRSchedule]:
@@ -124,9 +82,8 @@ def build_model_and_optimizer(
     torch.manual_seed(cfg.train.seed)
     np.random.seed(cfg.train.seed % (1 << 32))
     model = TransformerLM(cfg.model, cfg.compute, device=device)
-    roles = model.parameter_groups()
-    optimizer = build_optimizers(roles, cfg.optim.optimizer, optimizer_hparams(cfg.optim))
-    return model, optimizer, build_schedule(cfg, optimizer)
+    optimizer, schedule = cfg.optim.build(model.parameter_groups(), cfg.train.max_steps)
+    return model, optimizer, schedule
 
 
 def resume_from(
