@@ -137,17 +137,17 @@ def test_contenders_are_the_bundled_configs_resized(contender, config, shape):
 
 
 def test_variants_are_config_overrides_of_modern():
-    name, overrides = parse_variant("wd:optim.weight_decay=0.1,muon_weight_decay=0.1,ffn=swiglu")
+    name, overrides = parse_variant("wd:optim.weight_decay=0.05,muon_weight_decay=0,ffn=swiglu")
     assert name == "wd"
     got, _ = recipe_config(name, SHAPES["cpu"], 4096, overrides)
     modern, _ = recipe_config("modern", SHAPES["cpu"], 4096)
     assert differences(got, modern) == {
-        "optim.weight_decay": 0.1,
-        "optim.muon_weight_decay": 0.1,
+        "optim.weight_decay": 0.05,
+        "optim.muon_weight_decay": 0.0,
         "model.ffn": "swiglu",
         "model.d_ff": 512,  # the SwiGLU width of d_model 192 (ReLU²: 768, same parameters)
     }
-    with pytest.raises(ValueError, match="is in train, sample; write it as section.key"):
+    with pytest.raises(ValueError, match=r"is in train, sample; write it as section\.key"):
         parse_variant("x:seed=3")
 
 
