@@ -4,15 +4,17 @@
     uv run --no-sync python -m bench.recipe_bench --seconds 60        # shorter, same shape
     uv run --no-sync python -m bench.recipe_bench --quick             # toy sizes: checks the script
     uv run --no-sync python -m bench.recipe_bench --contenders baseline,modern \\
-        --variant muon05:muon_lr=0.05 --variant noskip:unet_skips=false   # tuning runs
+        --variant muon05:optim.muon_lr=0.05 --variant skip:model.unet_skips=true   # tuning runs
     uv run --no-sync python -m bench.recipe_bench --device cuda --shape leaderboard  # a lent GPU
 
 Contenders (same tokens in the same order, same shape, same batch, same wall-clock budget):
   peer@LR   HF `LlamaForCausalLM` (its default init) + `torch.optim.AdamW`, warmup + cosine;
             `peer` = the sweep over PEER_LRS (the best one is reported)
-  baseline  tinylm AdamW + cosine: today's default train recipe (BASELINE in bench/recipes.py)
-  modern    tinylm with the recipe: Muon + per-role AdamW, WSD, recipe switches (MODERN, ditto)
-  NAME      any `--variant NAME:key=value,...`: MODERN with those keys changed
+  baseline  tinylm AdamW + cosine: train's configs/default.toml (the run `train-lm` makes)
+  modern    tinylm with the recipe: train's configs/modern.toml (Muon + per-role AdamW, WSD, ...)
+  NAME      any `--variant NAME:key=value,...`: modern.toml with those config keys changed
+Both configs are read by `tinylm.train.load_config` with only the bench's size as overrides
+(bench/recipes.py, printed at the start), so the recipe proved is the one `train-lm` runs.
 
 Fairness on a loaded shared machine: all contenders live in one process and train in round-robin
 time slices; each one's clock counts only its own steps (`time.perf_counter` around them, with a
@@ -23,8 +25,8 @@ Schedules are fitted to the budget (`LRSchedule.step(progress=elapsed/budget)`),
 finishes its decay when its time is spent. The tokens are prepared as a training run prepares
 them (`tinylm.train.prepare_data`: documents split, BPE on the train split, cached in --cache).
 
-Modules: bench/recipes.py (the recipes), recipe_parts.py (shapes, batches, contenders),
-recipe_run.py (the round-robin run and the results), this file (the command line).
+Modules: bench/recipes.py (which configs, the size overrides), recipe_parts.py (shapes, batches,
+contenders), recipe_run.py (the round-robin run and the results), this file (the command line).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from bench.recipe_parts import (
     peer_name,
 )
 from bench.recipe_run import print_table, report, run
-from bench.recipes import BASELINE, MODERN, PEER_LRS
+from bench.recipes import CONFIGS, PEER_LRS, differences, recipe_config, shape_overrides
 from tinylm.train import atomic_write, bundled_corpus
 
 
@@ -78,7 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="NAME:KEY=VAL,...",
-        help="a modern variant (MODERN keys; tuples as a/b); added to the contenders",
+        help="modern.toml with config keys changed (optim.muon_lr=0.05 or muon_lr=0.05); "
+        "added to the contenders",
     )
     p.add_argument("--text", type=Path, default=bundled_corpus(), help="corpus (default: bundled)")
     p.add_argument("--text-bytes", type=int, default=None, help="read this much of --text")
@@ -113,21 +116,28 @@ def check_args(args, shape) -> tuple[dict, list[str]]:
     if not args.text.is_file():
         raise ValueError(f"text file not found: {args.text}")
     try:
-        variants = dict(parse_variant(v, MODERN) for v in args.variant)
+        variants = dict(parse_variant(v) for v in args.variant)
+        for overrides in variants.values():  # bad keys and values fail here, before any work
+            recipe_config("modern", shape, shape.vocab_size, overrides)
     except ValueError as e:
         raise ValueError(f"--variant: {e}") from None
     return variants, contender_names(args.contenders, variants)
 
 
-def write_json(path: Path, shape, device, variants: dict, rows: list, line: str) -> None:
-    as_lists = lambda d: {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}  # noqa: E731
+def write_json(path: Path, shape, vocab, device, variants: dict, rows: list, line: str) -> None:
+    modern, _ = recipe_config("modern", shape, vocab)
+    configs = {}
+    for name in CONFIGS:
+        config, overrides = recipe_config(name, shape, vocab)
+        configs[name] = {"config": f"{CONFIGS[name]}.toml", "overrides": overrides}
+        configs[name] |= {s: config.to_dict()[s] for s in ("model", "compute", "optim")}
     payload = {
         "shape": dataclasses.asdict(shape),
         "device": str(device),
-        "modern": as_lists(MODERN),
-        "baseline": as_lists(BASELINE),
+        **configs,
         "variants": {
-            n: {k: v for k, v in r.items() if MODERN[k] != v} for n, r in variants.items()
+            n: differences(recipe_config(n, shape, vocab, o)[0], modern)
+            for n, o in variants.items()
         },
         "rows": rows,
         "last_line": line,
@@ -178,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
         f"({len(windows) * shape.context_length:,} tokens), {len(train_ids):,} train tokens, "
         f"device {device}, torch threads {torch.get_num_threads()}"
     )
+    sizes = " ".join(f"--{k} {v}" for k, v in shape_overrides(shape, vocab).items())
+    d_ff = {n: recipe_config(n, shape, vocab)[0].model.d_ff for n in CONFIGS}
+    log(
+        f"configs: baseline = default.toml --model.d_ff {d_ff['baseline']}, modern = modern.toml "
+        f"--model.d_ff {d_ff['modern']}, both {sizes}"
+    )
     for c in contenders:
         log(f"  {c.name:>12}: {c.params / 1e6:.2f}M params, {c.describe}")
     wall0 = time.perf_counter()
@@ -186,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"done in {time.perf_counter() - wall0:.0f} s wall")
     print_table(rows, sys.stdout)
     if args.json:
-        write_json(args.json, shape, device, variants, rows, line)
+        write_json(args.json, shape, vocab, device, variants, rows, line)
     print(line, flush=True)
     return 0
 

@@ -1,4 +1,4 @@
-"""recipe_bench's pieces: shapes, batches, eval windows, and the contenders built from recipes.
+"""recipe_bench's pieces: shapes, batches, eval windows, and the contenders built from configs.
 
 A `Contender` is a model with its optimizer, schedule and clipping, and its own clock: it counts
 only its own steps, so round-robin slices in one process share a loaded machine fairly.
@@ -17,9 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from bench.harness import make_hf
-from bench.recipes import BASELINE, MODEL_KEYS, MODERN
-from tinylm.nn import ComputeConfig, ModelConfig, TransformerLM, default_d_ff
-from tinylm.optim import LRSchedule, OptimizerHParams, build_optimizers, clip_grad_norm
+from bench.recipes import differences, dotted_key, recipe_config
+from tinylm.nn import TransformerLM
+from tinylm.optim import LRSchedule, clip_grad_norm
+from tinylm.train import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,101 +128,52 @@ class Contender:
         return float(total) / count
 
 
-def model_config(shape: Shape, vocab: int, recipe: dict | None) -> ModelConfig:
-    base = ModelConfig(
-        vocab_size=vocab,
-        context_length=shape.context_length,
-        d_model=shape.d_model,
-        num_layers=shape.num_layers,
-        num_heads=shape.num_heads,
-        d_ff=default_d_ff(shape.d_model),
-    )
-    if recipe is None:
-        return base
-    cfg = base.with_ffn(recipe["ffn"])  # same parameter count as the SwiGLU shape
-    return dataclasses.replace(cfg, **{k: recipe[k] for k in MODEL_KEYS if k != "ffn"})
-
-
-def tinylm_compute(device) -> ComputeConfig:
-    """train's default kernels (the loss is F.cross_entropy on the logits for every contender)."""
-    return ComputeConfig(attention="sdpa", fused_qkv=True, pointwise="torch")
-
-
 def _clipper(params: list, max_norm: float) -> Callable[[], object]:
     return (lambda: clip_grad_norm(params, max_norm)) if max_norm > 0 else (lambda: None)
 
 
-def make_baseline(name: str, shape: Shape, vocab: int, device, seed: int) -> Contender:
+# Never reached: the schedule follows the wall-clock fraction (`step(progress=...)`), and warmups
+# stay in steps.
+UNUSED_TOTAL = 10**9
+
+
+def make_tinylm(name: str, config: TrainConfig, device, seed: int) -> Contender:
+    """A contender from a run config: its [model], [compute] kernels and [optim], as train builds
+    them (`OptimConfig.build`)."""
     torch.manual_seed(seed)
-    model = TransformerLM(model_config(shape, vocab, None), tinylm_compute(device), device=device)
-    b = BASELINE
-    hp = OptimizerHParams(adamw_lr=b["lr"], betas=b["betas"], weight_decay=b["weight_decay"])
-    opt = build_optimizers(model.parameter_groups(), b["optimizer"], hp)
-    sched = LRSchedule(
-        opt,
-        b["schedule"],
-        total_iters=10**9,  # unused: the shape follows the wall-clock fraction
-        warmup_iters=b["warmup_steps"],
-        min_lr_ratio=b["min_lr_ratio"],
-    )
+    model = TransformerLM(config.model, config.compute, device=device)
+    opt, sched = config.optim.build(model.parameter_groups(), UNUSED_TOTAL)
     params = list(model.parameters())
-    clip = lambda: clip_grad_norm(params, b["grad_clip"])  # noqa: E731
-    describe = f"AdamW lr {b['lr']:g} + cosine"
+    o = config.optim
+    lr = f"AdamW lr {o.lr:g}" if o.optimizer == "adamw" else f"{o.optimizer} {o.muon_lr:g}"
+    describe = f"{lr} + {o.schedule}"
+    clip = _clipper(params, o.grad_clip)
     return Contender(name, model, model, opt, sched, clip, sum(p.numel() for p in params), describe)
 
 
-def make_modern(name: str, shape: Shape, vocab: int, device, seed: int, r: dict) -> Contender:
-    torch.manual_seed(seed)
-    model = TransformerLM(model_config(shape, vocab, r), tinylm_compute(device), device=device)
-    hp = OptimizerHParams(
-        muon_lr=r["muon_lr"],
-        embedding_lr=r["embedding_lr"],
-        head_lr=r["head_lr"],
-        scalar_lr=r["scalar_lr"],
-        adamw_lr=r["embedding_lr"],
-        betas=tuple(r["betas"]),
-        weight_decay=r["weight_decay"],
-        muon_momentum=r["muon_momentum"],
-        muon_weight_decay=r["muon_weight_decay"],
-    )
-    opt = build_optimizers(model.parameter_groups(), r["optimizer"], hp)
-    sched = LRSchedule(
-        opt,
-        r["schedule"],
-        total_iters=10**9,
-        warmup_iters=r["warmup_steps"],
-        min_lr_ratio=r["min_lr_ratio"],
-        decay_fraction=r["decay_fraction"],
-        momentum_warmup_iters=r["momentum_warmup_steps"],
-        momentum_start=r["momentum_start"],
-    )
-    params = list(model.parameters())
-    describe = f"{r['optimizer']} {r['muon_lr']:g} + {r['schedule']}"
-    clip = _clipper(params, r["grad_clip"])
-    return Contender(name, model, model, opt, sched, clip, sum(p.numel() for p in params), describe)
-
-
-def make_peer(name: str, shape: Shape, vocab: int, device, seed: int, lr: float) -> Contender:
-    # The harness's HF Llama of the baseline's ModelConfig: HF's own init, every weight N(0, 0.02).
-    model = make_hf(model_config(shape, vocab, None), device, seed=seed, use_cache=False)
-    b = BASELINE
+def make_peer(name: str, baseline: TrainConfig, device, seed: int, lr: float) -> Contender:
+    """HF Llama of the baseline's [model] (HF's own init, every weight N(0, 0.02)) with torch's
+    AdamW at `lr` and the baseline's other [optim] values: warmup, cosine floor, betas, decay
+    split (gains undecayed), clip."""
+    model = make_hf(baseline.model, device, seed=seed, use_cache=False)
+    b = baseline.optim
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     opt = torch.optim.AdamW(
         [
-            {"params": decay, "weight_decay": b["weight_decay"]},
+            {"params": decay, "weight_decay": b.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ],
         lr=lr,
-        betas=b["betas"],
-        eps=1e-8,
+        betas=(b.beta1, b.beta2),
+        eps=b.eps,
     )
     sched = LRSchedule(
         opt,
         "cosine",
-        total_iters=10**9,
-        warmup_iters=b["warmup_steps"],
-        min_lr_ratio=b["min_lr_ratio"],
+        total_iters=UNUSED_TOTAL,
+        warmup_iters=b.warmup_steps,
+        min_lr_ratio=b.min_lr_ratio,
     )
     params = list(model.parameters())
     return Contender(
@@ -230,41 +182,28 @@ def make_peer(name: str, shape: Shape, vocab: int, device, seed: int, lr: float)
         lambda ids: model(input_ids=ids).logits,
         opt,
         sched,
-        lambda: torch.nn.utils.clip_grad_norm_(params, b["grad_clip"]),
+        lambda: torch.nn.utils.clip_grad_norm_(params, b.grad_clip),
         sum(p.numel() for p in params),
         f"HF Llama + torch AdamW lr {lr:g} + cosine",
     )
 
 
-def parse_value(text: str, like):
-    """Parse a --variant value with the type of the recipe's current value."""
-    if isinstance(like, bool):
-        if text.lower() in ("1", "true", "yes", "on"):
-            return True
-        if text.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"expected a bool, got {text!r}")
-    if isinstance(like, tuple):
-        return tuple(float(v) for v in text.split("/"))
-    if isinstance(like, int):
-        return int(text)
-    if isinstance(like, float):
-        return float(text)
-    return text
+def parse_variant(spec: str) -> tuple[str, dict[str, str]]:
+    """`NAME:key=value,key=value` -> (NAME, {"section.key": "value"}): overrides of modern.toml.
 
-
-def parse_variant(spec: str, base: dict) -> tuple[str, dict]:
-    """`NAME:key=value,key=value` -> (NAME, base with those keys replaced). Tuples: a/b."""
+    Keys are config keys (`optim.muon_lr`), or bare ones that name one section's key (`muon_lr`);
+    values are parsed by the key's type when the config loads, as on train-lm's command line.
+    """
     name, _, body = spec.partition(":")
     if not re.fullmatch(r"[A-Za-z0-9_.@+-]+", name):
         raise ValueError(f"bad variant name {name!r} in {spec!r}")
-    recipe = dict(base)
+    overrides = {}
     for item in filter(None, body.split(",")):
         key, eq, value = item.partition("=")
-        if not eq or key not in base:
-            raise ValueError(f"bad variant item {item!r}; keys: {', '.join(base)}")
-        recipe[key] = parse_value(value, base[key])
-    return name, recipe
+        if not eq or not key:
+            raise ValueError(f"bad variant item {item!r}; items look like section.key=value")
+        overrides[dotted_key(key)] = value
+    return name, overrides
 
 
 def peer_name(lr: float) -> str:
@@ -272,19 +211,20 @@ def peer_name(lr: float) -> str:
 
 
 def build_contenders(names: list[str], variants: dict, shape, vocab, device, seed) -> list:
+    """Contenders by name: baseline (default.toml), modern (modern.toml), peer@LR, variants."""
+    modern, _ = recipe_config("modern", shape, vocab)
     out = []
     for name in names:
-        if name == "baseline":
-            out.append(make_baseline(name, shape, vocab, device, seed))
-        elif name == "modern":
-            out.append(make_modern(name, shape, vocab, device, seed, MODERN))
-        elif name.startswith("peer@"):
-            out.append(make_peer(name, shape, vocab, device, seed, float(name[5:])))
-        elif name in variants:
-            c = make_modern(name, shape, vocab, device, seed, variants[name])
-            diff = [f"{k}={v}" for k, v in variants[name].items() if MODERN[k] != v]
-            c.describe = "modern, " + (", ".join(diff) or "unchanged")
-            out.append(c)
-        else:
+        if name.startswith("peer@"):
+            baseline, _ = recipe_config("baseline", shape, vocab)
+            out.append(make_peer(name, baseline, device, seed, float(name[5:])))
+            continue
+        if name not in ("baseline", "modern") and name not in variants:
             raise ValueError(f"unknown contender {name!r}")
+        config, _ = recipe_config(name, shape, vocab, variants.get(name))
+        contender = make_tinylm(name, config, device, seed)
+        if name in variants:
+            diff = [f"{k}={v}" for k, v in differences(config, modern).items()]
+            contender.describe = "modern, " + (", ".join(diff) or "unchanged")
+        out.append(contender)
     return out

@@ -5,8 +5,8 @@ follow:
 - train README's config table: the default column is the dataclass default (what a key gets when
   a config file leaves it out), with `(default.toml: X)` exactly where the shipped default.toml
   sets something else; the kernel rows list exactly the keys of nn's kernel tables.
-- nn README's `ComputeConfig(...)` signature: each field's alternatives are its kernel table's
-  keys, the first one its default.
+- nn README's `ComputeConfig(...)` signature: exactly the class's fields, each one's alternatives
+  its kernel table's keys, the first one its default.
 - Any paragraph, list item or table row that names one bundled config file (`default.toml`,
   `tinystories.toml`, ...) and holds `section.key = value` code spans: each is that config's
   effective value.
@@ -26,6 +26,7 @@ from tinylm.train import (
     EvalConfig,
     LoopConfig,
     OptimConfig,
+    RunComputeConfig,
     RunConfig,
     SampleConfig,
     bundled_configs,
@@ -38,7 +39,7 @@ NN_README = ROOT / "packages" / "nn" / "README.md"
 READMES = [ROOT / "README.md", *sorted(ROOT.glob("packages/*/README.md")), ROOT / "apps/README.md"]
 SECTIONS = {
     "data": DataConfig,
-    "compute": ComputeConfig,
+    "compute": RunComputeConfig,
     "optim": OptimConfig,
     "train": LoopConfig,
     "eval": EvalConfig,
@@ -133,9 +134,11 @@ def test_nn_readme_compute_signature():
         listed = re.findall(r'"([a-z_0-9]+)"', choices[1])
         assert set(listed) == set(table), f"{name}: {listed} vs {list(table)}"
         assert listed[0] == getattr(defaults, name), f"{name}: the first one is the default"
-    for name in ("fused_qkv", "compile"):
-        (shown,) = re.findall(rf"\b{name}=(True|False)", signature)
-        assert shown == str(getattr(defaults, name))
+    (shown,) = re.findall(r"\bfused_qkv=(True|False)", signature)
+    assert shown == str(defaults.fused_qkv)
+    # exactly nn's fields: the run's compile/dtype are train's (RunComputeConfig)
+    named = re.findall(r"\b([a-z_]+)=", signature)
+    assert named == [f.name for f in dataclasses.fields(ComputeConfig)]
 
 
 def _bundled(name: str):

@@ -14,6 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from bench.recipe_parts import SHAPES, parse_variant
+from bench.recipes import differences, recipe_config
+from tinylm.train import load_config
+
 REPO = Path(__file__).resolve().parent.parent
 NUM = r"(-?[0-9.]+|[+-][0-9.]+)"
 LAST = re.compile(
@@ -74,11 +80,13 @@ def test_quick_run_prints_table_and_last_line(tmp_path):
     payload = json.loads(out_json.read_text())
     assert payload["last_line"] == lines[-1]
     assert [r["name"] for r in payload["rows"]] == [r[0] for r in rows]
-    assert payload["variants"]["v2"] | {"qk_norm": False} == {
-        "muon_lr": 0.0123,
-        "warmup_steps": 3,
-        "qk_norm": False,
+    assert payload["variants"]["v2"] == {  # bare keys name their section's key
+        "optim.muon_lr": 0.0123,
+        "optim.warmup_steps": 3,
+        "model.qk_norm": False,
     }
+    assert payload["modern"]["config"] == "modern.toml"
+    assert payload["modern"]["optim"] == load_config("modern").to_dict()["optim"]
     assert set(payload["rows"][2]["val_loss"]) == {"25%", "50%", "75%", "100%"}
 
     # A second run finds the tokenizer and ids in the cache: it writes none of them again.
@@ -102,3 +110,49 @@ def test_bad_contender_is_one_error_line(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "error: unknown contender 'nope' (peer, peer@LR, baseline, modern, or a --variant name)"
     ]
+
+
+SIZE_KEYS = {
+    "model.vocab_size",
+    "model.context_length",
+    "model.d_model",
+    "model.num_layers",
+    "model.num_heads",
+    "model.d_ff",
+    "train.batch_size",
+    "compute.fused_qkv",  # speed only: the same function
+}
+
+
+@pytest.mark.parametrize(("contender", "config"), [("modern", "modern"), ("baseline", "default")])
+@pytest.mark.parametrize("shape", ["cpu", "tune", "quick", "leaderboard"])
+def test_contenders_are_the_bundled_configs_resized(contender, config, shape):
+    """The bench's contenders are train's bundled configs with only size overrides: the recipe
+    it proves is the one `train-lm --config modern` runs ([optim] key for key)."""
+    got, _ = recipe_config(contender, SHAPES[shape], 4096)
+    shipped = load_config(config)
+    assert set(differences(got, shipped)) <= SIZE_KEYS
+    assert got.optim == shipped.optim
+    assert got.model.ffn == shipped.model.ffn and got.model.qk_norm == shipped.model.qk_norm
+
+
+def test_variants_are_config_overrides_of_modern():
+    name, overrides = parse_variant("wd:optim.weight_decay=0.05,muon_weight_decay=0,ffn=swiglu")
+    assert name == "wd"
+    got, _ = recipe_config(name, SHAPES["cpu"], 4096, overrides)
+    modern, _ = recipe_config("modern", SHAPES["cpu"], 4096)
+    assert differences(got, modern) == {
+        "optim.weight_decay": 0.05,
+        "optim.muon_weight_decay": 0.0,
+        "model.ffn": "swiglu",
+        "model.d_ff": 512,  # the SwiGLU width of d_model 192 (ReLU²: 768, same parameters)
+    }
+    with pytest.raises(ValueError, match=r"is in train, sample; write it as section\.key"):
+        parse_variant("x:seed=3")
+
+
+def test_bad_variant_is_one_error_line(tmp_path):
+    proc = _bench("--quick", "--variant", "v:optim.muon_lrr=1", tmp_path=tmp_path)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: --variant: unknown config key 'optim.muon_lrr'; did you mean")

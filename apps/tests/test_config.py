@@ -1,6 +1,10 @@
 """Shipped run configs, [app] overrides, and the budget planner against brute force."""
 
+import dataclasses
+import json
 import math
+import tomllib
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -8,7 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinylm.apps import RUNS, fit_steps, load_run_config, run_config_path
+from tinylm.apps.config import bundled_config_path
+from tinylm.apps.study import base_config_path
 from tinylm.nn import model_stats
+from tinylm.train import load_config
 
 
 def test_tinystories_config_is_the_17m_model():
@@ -185,3 +192,39 @@ def test_report_title_comes_from_actual_settings():
     app, config = load_run_config("tinystories", {"model.context_length": "128"})
     title = report_title(app, config.model)
     assert "context 128" in title and "budget" not in title
+
+
+def _as_run_dict(app, config) -> dict:
+    return {"app": None if app is None else dataclasses.asdict(app), **config.to_dict()}
+
+
+EXPECTED = json.loads((Path(__file__).parent / "fixtures" / "run_configs.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_shipped_overlays_load_exactly_as_the_full_files_did(name):
+    """The shipped TOMLs are `base = ...` overlays now; each loads to exactly the config its full
+    file gave (fixtures/run_configs.json was written from the full files before the rewrite)."""
+    if name == "study_h100":
+        got = _as_run_dict(None, load_config(base_config_path("h100")))
+    elif name.endswith("_bundled"):
+        run = name.removesuffix("_bundled")
+        got = _as_run_dict(*load_run_config(bundled_config_path(run), base=run))
+    else:
+        got = _as_run_dict(*load_run_config(name))
+    assert got == EXPECTED[name]
+
+
+def test_shipped_run_configs_are_overlays():
+    for name in RUNS:
+        assert "base" in tomllib.loads(run_config_path(name).read_text())
+
+
+def test_app_values_use_trains_rules():
+    """[app] values parse as train's keys do: finite numbers, the same booleans and messages."""
+    with pytest.raises(ValueError, match=r"^config key 'app\.budget_hours' must be a finite"):
+        load_run_config("owt", {"app.budget_hours": "nan"})
+    with pytest.raises(ValueError, match=r"^config key 'app\.calibrate_steps' must be an integer"):
+        load_run_config("owt", {"app.calibrate_steps": "2.5"})
+    app, _ = load_run_config("owt", {"app.calibrate_steps": "1e1", "app.budget_hours": "2"})
+    assert app.calibrate_steps == 10 and app.budget_hours == 2.0

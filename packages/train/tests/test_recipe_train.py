@@ -8,9 +8,10 @@ import tomli_w
 import torch
 
 import tinylm.train.sampling as sampling_module
-from tinylm.nn import ComputeConfig, TransformerLM
+from tinylm.nn import TransformerLM
 from tinylm.optim import AdamW
 from tinylm.train import (
+    RunComputeConfig,
     TrainConfig,
     bundled_configs,
     find_checkpoints,
@@ -93,7 +94,7 @@ def test_old_config_keys_move_to_compute(tmp_path):
     del old["compute"]
     (tmp_path / "old.toml").write_text(tomli_w.dumps(old))
     cfg = load_config(tmp_path / "old.toml")
-    assert cfg.compute == ComputeConfig(
+    assert cfg.compute == RunComputeConfig(
         attention="naive", fused_qkv=True, compile=True, dtype="float32"
     )
     assert cfg.model == load_config().model

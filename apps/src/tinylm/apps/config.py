@@ -5,7 +5,9 @@ The tokenizer is described by the train schema itself: `data.vocab_size`, `data.
 `data.tokenizer_bytes` (BPE trained on the first N bytes of the train text; 0 = all of it).
 
 `load_run_config(name_or_path, overrides)` returns `(AppConfig, TrainConfig)`; overrides are
-`{"section.key": value}` exactly as `train-lm` takes them, plus `app.*` keys.
+`{"section.key": value}` exactly as `train-lm` takes them, plus `app.*` keys. A run TOML may name
+a `base` as train's configs do (`base = "default"`, `base = "tinystories.toml"`): the shipped
+ones hold only what differs from theirs, and [app] tables merge the same way.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import tomllib
 import typing
 from dataclasses import dataclass
 from importlib import resources
@@ -22,7 +23,15 @@ from typing import Any
 
 import tomli_w
 
-from tinylm.train import TrainConfig, apply_overrides, atomic_write
+from tinylm.train import (
+    TrainConfig,
+    apply_overrides,
+    atomic_write,
+    coerce_value,
+    merge_configs,
+    parse_value,
+    read_config,
+)
 
 __all__ = [
     "RUNS",
@@ -79,24 +88,8 @@ def run_config_path(name: str) -> Path:
     return Path(str(resources.files("tinylm.apps") / "configs" / f"{name}.toml"))
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
-    try:
-        return tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"config file {path} is not valid TOML: {e}") from None
-
-
-def overlay(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    """`top`'s tables merged key by key over `base`'s (a key in `top` wins; others are kept)."""
-    merged = {section: dict(values) for section, values in base.items()}
-    for section, values in top.items():
-        if isinstance(values, dict) and isinstance(merged.get(section), dict):
-            merged[section].update(values)
-        else:
-            merged[section] = values
-    return merged
+# `top`'s tables merged key by key over `base`'s: the same merge as a config's `base`.
+overlay = merge_configs
 
 
 def load_run_config(
@@ -112,9 +105,9 @@ def load_run_config(
     """
     is_name = str(source) in RUNS or not (Path(source).suffix or Path(source).exists())
     path = run_config_path(str(source)) if is_name else Path(source)
-    raw = _read_toml(path)
+    raw = read_config(path)
     if base is not None and not is_name:
-        raw = overlay(_read_toml(run_config_path(base)), raw)
+        raw = overlay(read_config(run_config_path(base)), raw)
     app_raw = raw.pop("app", {})
     overrides = dict(overrides or {})
     app_overrides = {k: overrides.pop(k) for k in list(overrides) if k.startswith("app.")}
@@ -143,24 +136,7 @@ def _build_app(raw: dict[str, Any], overrides: dict[str, Any]) -> AppConfig:
 
 
 def _convert(key: str, value: Any, kind: type) -> Any:
-    """A TOML value or a command-line string, as the field's type (bool, int, float or str)."""
-    if kind is str:
-        return str(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if kind is bool:
-            if text in ("true", "1", "yes", "on", "false", "0", "no", "off"):
-                return text in ("true", "1", "yes", "on")
-            raise ValueError(f"config key '{key}' must be true or false, got {value!r}")
-        try:
-            number = float(text)
-        except ValueError:
-            raise ValueError(f"config key '{key}' must be a number, got {value!r}") from None
-        if kind is int and number != int(number):
-            raise ValueError(f"config key '{key}' must be an integer, got {value!r}")
-        return int(number) if kind is int else number
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise ValueError(f"config key '{key}' must be {kind.__name__}, got {value!r}")
-    return value
+    """A TOML value or a command-line string, as the field's type (train's value rules)."""
+    return (
+        parse_value(key, value, kind) if isinstance(value, str) else coerce_value(key, value, kind)
+    )

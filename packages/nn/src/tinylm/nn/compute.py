@@ -22,8 +22,8 @@ from-scratch reference (defined in attention.py / loss.py), the others must matc
                        "fused_linear": the same chunks with both gradients computed in the
                                   forward (no recompute, no full logits)
 
-`compile` and `dtype` are not used inside tinylm.nn: they ride along so that the train package
-has every "how" knob in one `[compute]` section.
+`ComputeConfig` is the kernel choice only. How a run executes the model (torch.compile, autocast
+dtype) is the run's: train's `[compute]` section extends this class with those two fields.
 """
 
 import dataclasses
@@ -223,8 +223,6 @@ LOSS_KERNELS["fused_linear"] = functools.partial(
 
 # ------------------------------------------------------------------------------------- config
 
-DTYPES = ("auto", "float32", "bfloat16")
-
 
 @dataclass(frozen=True)
 class ComputeConfig:
@@ -235,33 +233,25 @@ class ComputeConfig:
     - `pointwise`: key of `POINTWISE_KERNELS` (RMSNorm, SiLU, ReLU²: "naive" from scratch,
       "torch" torch.nn.functional's fused kernels)
     - `loss`: key of `LOSS_KERNELS`, used by `model(ids, targets=...)`
-    - `compile`, `dtype` ("auto" | "float32" | "bfloat16"): carried for the train package
-      (torch.compile the model; autocast dtype, "auto" = bf16 on CUDA, else float32)
     """
 
     attention: Literal["naive", "sdpa"] = "naive"
     fused_qkv: bool = False
     loss: Literal["full", "fused", "chunked", "fused_linear"] = "full"
     pointwise: Literal["naive", "torch"] = "naive"
-    compile: bool = False
-    dtype: str = "auto"
 
     def __post_init__(self) -> None:
         for name, allowed in (
             ("attention", tuple(ATTENTION_KERNELS)),
             ("loss", tuple(LOSS_KERNELS)),
             ("pointwise", tuple(POINTWISE_KERNELS)),
-            ("dtype", DTYPES),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(
                     f"ComputeConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}"
                 )
-        for name in ("fused_qkv", "compile"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(
-                    f"ComputeConfig.{name} must be a bool, got {getattr(self, name)!r}"
-                )
+        if not isinstance(self.fused_qkv, bool):
+            raise ValueError(f"ComputeConfig.fused_qkv must be a bool, got {self.fused_qkv!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -2,7 +2,7 @@
 
 `ModelConfig` is the single description of a `TransformerLM`: a frozen dataclass that round-trips
 through plain dicts and JSON, validated on construction so a bad value fails at once with one line.
-How the model is computed (attention kernel, fused QKV, loss kernel, compile, dtype) is
+How the model is computed (attention kernel, fused QKV, pointwise and loss kernels) is
 `ComputeConfig` (compute.py); parameter and FLOP counts are `model_stats` (stats.py).
 """
 

@@ -2,6 +2,7 @@
 
 config = load_config(overrides={"train.max_steps": 200})   # default.toml + overrides
 config = load_config("modern")                             # a bundled config by name
+# a config file may say `base = "default"` and hold only what differs (config/load.py)
 result = train(config)                                     # -> RunResult (losses, paths, model)
 result = Trainer(config).fit()                             # the same, without lock or signals
 model, tokenizer, config = load_run("runs/default")        # a run's newest checkpoint, any age
@@ -16,13 +17,18 @@ from tinylm.train.config import (
     EvalConfig,
     LoopConfig,
     OptimConfig,
+    RunComputeConfig,
     RunConfig,
     SampleConfig,
     TrainConfig,
     apply_overrides,
     bundled_configs,
+    coerce_value,
     default_config_path,
     load_config,
+    merge_configs,
+    parse_value,
+    read_config,
     validate_config,
 )
 from tinylm.train.data import (
@@ -71,6 +77,7 @@ __all__ = [
     "MetricsLog",
     "OptimConfig",
     "PreparedData",
+    "RunComputeConfig",
     "RunConfig",
     "RunFailed",
     "RunInterrupted",
@@ -90,6 +97,7 @@ __all__ = [
     "check_tokens",
     "checkpoint_path",
     "checkpoint_step",
+    "coerce_value",
     "default_config_path",
     "export_hf",
     "file_fingerprint",
@@ -101,13 +109,16 @@ __all__ = [
     "load_config",
     "load_run",
     "load_tokenizer",
+    "merge_configs",
     "open_tokens",
+    "parse_value",
     "peak_flops",
     "plot_losses",
     "prepare_data",
     "prepare_run_dir",
     "prepare_text_files",
     "read_checkpoint",
+    "read_config",
     "resolve_device",
     "restore_rng_state",
     "run_cli",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
-from tinylm.train.config import _hint
+from tinylm.train.config.values import hint as _hint
 
 
 def split_command_line(

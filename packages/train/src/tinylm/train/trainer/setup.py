@@ -17,8 +17,8 @@ import torch
 
 from tinylm.bpe import Tokenizer
 from tinylm.nn import ComputeConfig, ModelConfig, TransformerLM
-from tinylm.optim import LRSchedule, OptimizerHParams, OptimizerSet, build_optimizers
-from tinylm.train.config import DataConfig, OptimConfig, TrainConfig
+from tinylm.optim import LRSchedule, OptimConfig, OptimizerSet
+from tinylm.train.config import DataConfig, TrainConfig
 from tinylm.train.data import check_tokens, load_tokenizer, open_tokens, prepare_data
 from tinylm.train.files import atomic_write
 from tinylm.train.run.checkpoint import load_checkpoint
@@ -31,9 +31,7 @@ __all__ = [
     "ResumePoint",
     "RunData",
     "build_model_and_optimizer",
-    "build_schedule",
     "load_run_data",
-    "optimizer_hparams",
     "resume_from",
     "save_run_files",
 ]
@@ -86,46 +84,6 @@ def load_run_data(
     return RunData(train, val, tokenizer, data.tokenizer_dir, unigram_entropy(val, vocab_size))
 
 
-def optimizer_hparams(optim: OptimConfig) -> OptimizerHParams:
-    """[optim] -> tinylm.optim's per-role hyperparameters (None = the AdamW matrix value)."""
-    return OptimizerHParams(
-        adamw_lr=optim.lr,
-        muon_lr=optim.muon_lr,
-        embedding_lr=optim.embedding_lr,
-        head_lr=optim.head_lr,
-        scalar_lr=optim.scalar_lr,
-        betas=(optim.beta1, optim.beta2),
-        embedding_betas=optim.embedding_betas,
-        head_betas=optim.head_betas,
-        scalar_betas=optim.scalar_betas,
-        eps=optim.eps,
-        weight_decay=optim.weight_decay,
-        embedding_weight_decay=optim.embedding_weight_decay,
-        head_weight_decay=optim.head_weight_decay,
-        scalar_weight_decay=optim.scalar_weight_decay,
-        muon_momentum=optim.muon_momentum,
-        nesterov=optim.muon_nesterov,
-        ns_steps=optim.muon_ns_steps,
-        muon_weight_decay=optim.muon_weight_decay,
-    )
-
-
-def build_schedule(o: OptimConfig, max_steps: int, optimizer: OptimizerSet) -> LRSchedule:
-    """One schedule over every role: warmup, then cosine or WSD down to peak · min_lr/lr; it
-    ends at optim.cosine_steps, or at `max_steps` (train.max_steps) when that is 0."""
-    total = o.cosine_steps or max_steps
-    return LRSchedule(
-        optimizer,
-        o.schedule,
-        total_iters=total,
-        warmup_iters=min(o.warmup_steps, total),
-        min_lr_ratio=o.min_lr_ratio,
-        decay_fraction=o.decay_fraction,
-        momentum_warmup_iters=o.momentum_warmup_steps,
-        momentum_start=o.momentum_start,
-    )
-
-
 def build_model_and_optimizer(
     model: ModelConfig,
     compute: ComputeConfig,
@@ -140,9 +98,8 @@ def build_model_and_optimizer(
     torch.manual_seed(seed)
     np.random.seed(seed % (1 << 32))
     net = TransformerLM(model, compute, device=device)
-    roles = net.parameter_groups()
-    optimizer = build_optimizers(roles, optim.optimizer, optimizer_hparams(optim))
-    return net, optimizer, build_schedule(optim, max_steps, optimizer)
+    optimizer, schedule = optim.build(net.parameter_groups(), max_steps)
+    return net, optimizer, schedule
 
 
 def resume_from(
