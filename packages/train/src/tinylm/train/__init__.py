@@ -11,7 +11,7 @@ save_checkpoint(model, optimizer, step, "ckpt.pt", scheduler=schedule)
 step = load_checkpoint("ckpt.pt", model, optimizer, scheduler=schedule)
 """
 
-from tinylm.train.command_line import split_command_line
+from tinylm.train.cli.command_line import split_command_line
 from tinylm.train.config import (
     DataConfig,
     EvalConfig,

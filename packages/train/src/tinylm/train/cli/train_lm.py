@@ -16,7 +16,7 @@ from __future__ import annotations
 import signal
 import sys
 
-from tinylm.train.command_line import split_command_line
+from tinylm.train.cli.command_line import split_command_line
 from tinylm.train.config import (
     MOVED_KEYS,
     SECTIONS,
