@@ -57,3 +57,17 @@ def test_tinystories_help_shows_the_bundled_overlay(capsys):
     assert run_command("tinystories", ["--help"]) == 0
     text = capsys.readouterr().out
     assert 'bundled = "tinystories"' in text and "tinystories_bundled.toml" in text
+
+
+@pytest.mark.parametrize("name", ["tinystories", "owt", "leaderboard"])
+def test_run_help_shows_the_whole_config_not_just_the_overlay(name, capsys):
+    """The shipped configs are overlays (`base = ...`); --help resolves the chain, so every key a
+    run uses is listed with its value (e.g. the layer count, which tinystories.toml inherits)."""
+    from tinylm.apps.config import load_run_config
+
+    assert run_command(name, ["--help"]) == 0
+    shipped = capsys.readouterr().out.split("Shipped config", 1)[1]
+    _, config = load_run_config(name)
+    assert 'base = "' not in shipped
+    assert f"num_layers = {config.model.num_layers}\n" in shipped
+    assert f"max_steps = {config.train.max_steps}\n" in shipped

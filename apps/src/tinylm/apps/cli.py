@@ -12,10 +12,13 @@ SIGINT/SIGTERM stops the run after a checkpoint with status 130/143, as train-lm
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import signal
 import sys
+
+import tomli_w
 
 from tinylm.apps.config import RUNS, bundled_config_path, load_run_config, run_config_path
 from tinylm.apps.pipeline import run_pipeline
@@ -41,7 +44,7 @@ USAGE = """usage: {name} [--train-text FILE --val-text FILE] [--out DIR] [--conf
   --no-progress      no progress bars (default: progress bars)
   --section.key V    override any config key: data, model, optim, train, eval, run, sample, app
 {bundled}
-Shipped config ({path}):
+Shipped config ({path}), its `base` chain resolved: every key with its default:
 
 {config}"""
 
@@ -137,7 +140,7 @@ def usage(name: str) -> str:
         compile=str(config.compute.compile).lower(),
         bundled=overlay_text,
         path=path,
-        config=path.read_text(),
+        config=tomli_w.dumps({"app": dataclasses.asdict(app), **config.to_dict()}),
     )
 
 
