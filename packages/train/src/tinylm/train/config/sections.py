@@ -69,7 +69,8 @@ class LoopConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     max_seconds: float = 0.0  # wall-clock budget; stop (with a checkpoint) when spent; 0 = none
     log_interval: int = 10  # steps between metrics.jsonl lines (and loss checks)
-    peak_flops: float = 0.0  # per-device peak FLOP/s for MFU; 0 = table (GPUs) or measured (CPU)
+    # per-device peak FLOP/s for MFU; 0 = the GPU table, or the CPU's theoretical peak (flops.py)
+    peak_flops: float = 0.0
     diverge_margin: float = 5.0  # stop when train loss > ln(vocab) + margin ...; 0 = off
     diverge_patience: int = 3  # ... at this many consecutive log steps
     deterministic: bool = True  # CPU: bit-reproducible at any thread count (see README)
