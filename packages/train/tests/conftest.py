@@ -1,10 +1,16 @@
-"""Shared fixtures: a small text corpus and a tiny run config that trains in about a second."""
+"""Shared fixtures: a small text corpus and a tiny run config that trains in about a second;
+the tokenizer and HF directory of the import-hf / export-hf input tests, and the random ids of
+the run-loop tests (their plain helpers are in hf_cases.py and run_cases.py)."""
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from tinylm.train import TrainConfig, bundled_corpus
+from packages.train.tests.hf_cases import EOT, make_run
+from packages.train.tests.run_cases import VOCAB
+from tinylm.bpe import Tokenizer, train_bpe
+from tinylm.train import TrainConfig, bundled_corpus, export_hf
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +47,25 @@ def tiny_raw(root: Path, text: Path) -> dict:
 @pytest.fixture
 def tiny_config(tmp_path: Path, corpus_file: Path) -> TrainConfig:
     return TrainConfig.from_dict(tiny_raw(tmp_path / "runs", corpus_file))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory, corpus_text) -> Tokenizer:
+    path = tmp_path_factory.mktemp("bpe") / "corpus.txt"
+    path.write_text(corpus_text[:20_000], encoding="utf-8")
+    vocab, merges = train_bpe(path, 300, [EOT], num_workers=1)
+    return Tokenizer(vocab, merges, [EOT])
+
+
+@pytest.fixture
+def hf_dir(tokenizer, tmp_path) -> Path:
+    return export_hf(make_run(tmp_path / "src", tokenizer), tmp_path / "hf")
+
+
+@pytest.fixture(scope="module")
+def tokens(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("ids")
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 50_000), ("val", 5_000)):
+        np.save(directory / f"{name}.npy", (rng.zipf(1.3, n) % VOCAB).astype(np.uint16))
+    return directory

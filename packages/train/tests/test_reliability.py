@@ -17,12 +17,12 @@ import torch
 
 import tinylm.train.trainer.setup as train_setup
 import tinylm.train.trainer.trainer as loop_module
+from packages.train.tests.run_cases import _argv, _config, _quiet
 from tinylm.bpe import Tokenizer, train_bpe
 from tinylm.nn import LOSS_KERNELS
 from tinylm.train import (
     TrainingDiverged,
     find_checkpoints,
-    load_config,
     prepare_data,
     read_checkpoint,
     train,
@@ -31,41 +31,6 @@ from tinylm.train.cli.generate import main as generate_main
 from tinylm.train.cli.train_lm import main as train_main
 from tinylm.train.config import DataConfig
 from tinylm.train.errors import RunInterrupted
-
-VOCAB = 512
-
-
-@pytest.fixture(scope="module")
-def tokens(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("ids")
-    rng = np.random.default_rng(0)
-    for name, n in (("train", 50_000), ("val", 5_000)):
-        np.save(directory / f"{name}.npy", (rng.zipf(1.3, n) % VOCAB).astype(np.uint16))
-    return directory
-
-
-def _argv(tokens, root, name="r", steps=8, *extra):
-    return [
-        "--model.d_model", "32", "--model.num_layers", "1", "--model.num_heads", "2",
-        "--model.d_ff", "64", "--model.context_length", "32", "--train.max_steps", str(steps),
-        "--train.batch_size", "4", "--train.log_interval", "2", "--run.checkpoint_interval", "4",
-        "--eval.interval", "4", "--eval.iters", "1", "--train.device", "cpu",
-        "--data.vocab_size", str(VOCAB), "--data.train_tokens", str(tokens / "train.npy"),
-        "--data.val_tokens", str(tokens / "val.npy"), "--run.root", str(root),
-        "--run.name", name, "--sample.max_new_tokens", "0", "--no-progress", *extra,
-    ]  # fmt: skip
-
-
-def _config(tokens, root, name="r", steps=8, **overrides):
-    argv = _argv(tokens, root, name, steps)[:-1]
-    pairs = dict(zip(argv[0::2], argv[1::2], strict=True))
-    values = {k[2:]: v for k, v in pairs.items()}
-    values.update(overrides)
-    return load_config(overrides=values)
-
-
-def _quiet(*args, **kwargs):
-    pass
 
 
 def _one_error_line(capsys) -> str:
