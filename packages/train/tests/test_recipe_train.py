@@ -259,7 +259,9 @@ def test_old_single_adamw_checkpoint_resumes(tiny_config):
         config=old_config,
     )
     fresh, optimizer, schedule = _build(cfg)
-    point = resume_from(cfg, fresh, optimizer, schedule)
+    point = resume_from(
+        cfg.run_dir, cfg.model, cfg.optim, cfg.train.max_steps, fresh, optimizer, schedule
+    )
     assert point.step == 3 and schedule.t == 3
     fresh_params = list(fresh.parameters())
     assert len(optimizer.param_groups) == 4  # the roles, not the old two groups

@@ -18,7 +18,7 @@ import torch
 from tinylm.bpe import Tokenizer
 from tinylm.nn import ComputeConfig, ModelConfig, TransformerLM
 from tinylm.optim import LRSchedule, OptimConfig, OptimizerSet
-from tinylm.train.config import DataConfig, TrainConfig
+from tinylm.train.config import DataConfig
 from tinylm.train.data import check_tokens, load_tokenizer, open_tokens, prepare_data
 from tinylm.train.files import atomic_write
 from tinylm.train.run.checkpoint import load_checkpoint
@@ -52,7 +52,9 @@ class ResumePoint:
     tokens: int = 0
     wallclock: float = 0.0
     checkpoint: Path | None = None
-    config: TrainConfig | None = None  # the config the resumed run continues with
+    # The schedule length a resumed run keeps (optim.cosine_steps it continues with), when the
+    # config left it to train.max_steps; None: the config's own.
+    cosine_steps: int | None = None
 
 
 def load_run_data(
@@ -103,7 +105,10 @@ def build_model_and_optimizer(
 
 
 def resume_from(
-    cfg: TrainConfig,
+    run_dir: Path,
+    model_config: ModelConfig,
+    optim: OptimConfig,
+    max_steps: int,
     model: torch.nn.Module,
     optimizer: OptimizerSet,
     schedule: LRSchedule,
@@ -116,12 +121,12 @@ def resume_from(
     the architecture ([model]) and the optimizer kind must stay. The schedule keeps the length
     it had when the run started unless `optim.cosine_steps` is set: extending a finished run
     with a larger `train.max_steps` trains on at the floor, it does not re-stretch (and raise)
-    the schedule. The returned config records that length in `optim.cosine_steps`.
+    the schedule. The returned point records that length (`cosine_steps`) for the run's config.
     """
-    path, payload = newest_loadable(cfg.run_dir, log)
+    path, payload = newest_loadable(run_dir, log)
     saved = payload.get("config", {})
     saved_model = saved_model_config(saved)
-    if saved_model is not None and saved_model != cfg.model:
+    if saved_model is not None and saved_model != model_config:
         raise ValueError(
             f"{path} was trained with a different [model] config; resume with the "
             "run's own config.toml ([compute] may change, [model] may not)"
@@ -145,28 +150,29 @@ def resume_from(
     step = load_checkpoint(payload, model, optimizer, restore_rng=True)
     for group, settings in zip(optimizer.param_groups, fresh, strict=True):
         group.update(settings)
-    saved_total = saved_schedule.get("total_iters", cfg.train.max_steps)
-    cycle = cfg.optim.cosine_steps or int(saved_total)
-    if cfg.optim.cosine_steps == 0 and cycle != cfg.train.max_steps:
-        if cfg.train.max_steps > cycle:
+    saved_total = saved_schedule.get("total_iters", max_steps)
+    cycle = optim.cosine_steps or int(saved_total)
+    kept = None
+    if optim.cosine_steps == 0 and cycle != max_steps:
+        if max_steps > cycle:
             log(
-                f"note: the {cfg.optim.schedule} schedule of this run ends at step {cycle}; "
-                f"steps {cycle + 1}..{cfg.train.max_steps} train at min_lr {cfg.optim.min_lr:g} "
+                f"note: the {optim.schedule} schedule of this run ends at step {cycle}; "
+                f"steps {cycle + 1}..{max_steps} train at min_lr {optim.min_lr:g} "
                 "(every role at its floor) "
-                f"(pass --optim.cosine_steps {cfg.train.max_steps} to stretch it instead)"
+                f"(pass --optim.cosine_steps {max_steps} to stretch it instead)"
             )
-        cfg = cfg.replace(optim={"cosine_steps": cycle})
+        kept = cycle
     schedule.load_state_dict(
         {
             **schedule.state_dict(),
             "t": saved_schedule["t"],
             "progress": saved_schedule.get("progress"),
             "total_iters": cycle,
-            "warmup_iters": min(cfg.optim.warmup_steps, cycle),
+            "warmup_iters": min(optim.warmup_steps, cycle),
         }
     )
     tokens = int(payload.get("data", {}).get("tokens", 0))
-    return ResumePoint(step, tokens, float(payload.get("wallclock", 0.0)), path, cfg)
+    return ResumePoint(step, tokens, float(payload.get("wallclock", 0.0)), path, kept)
 
 
 def save_run_files(run_dir: Path, tokenizer_dir: Path | None, config_toml: str | None) -> None:

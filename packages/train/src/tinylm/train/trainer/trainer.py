@@ -105,8 +105,18 @@ class Trainer:
         )
         self.start = ResumePoint()
         if resume:
-            self.start = resume_from(config, self.model, self.optimizer, self.schedule, log)
-            config = self.start.config  # the schedule length a resumed run keeps
+            self.start = resume_from(
+                config.run_dir,
+                config.model,
+                config.optim,
+                config.train.max_steps,
+                self.model,
+                self.optimizer,
+                self.schedule,
+                log,
+            )
+            if self.start.cosine_steps is not None:  # the schedule length a resumed run keeps
+                config = config.replace(optim={"cosine_steps": self.start.cosine_steps})
         self.config = config
         self.step, self.tokens = self.start.step, self.start.tokens
         self.clock = RunClock(self.start.wallclock, setup_start)
