@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,37 @@ def tiktoken_gpt2():
         mergeable_ranks=ranks,
         special_tokens={EOT: 50256},
     )
+
+
+# What a child script of `out_of_memory` runs after its setup: each of its `calls` under the
+# address-space cap, one line per call ("MemoryError" when the call raised it).
+_CALLS_UNDER_THE_CAP = """
+for call in calls:
+    try:
+        call()
+        print("no error")
+    except MemoryError:
+        print("MemoryError")
+"""
+
+
+@pytest.fixture
+def out_of_memory():
+    """Run a child script (`setup` defines `calls` and caps RLIMIT_AS) on the native core and
+    return what each call did: the native code must turn a failed allocation into MemoryError,
+    never a crash. Needs Linux address-space limits, which ASan's shadow memory cannot live with."""
+    if "asan" in os.environ.get("LD_PRELOAD", "") or not sys.platform.startswith("linux"):
+        pytest.skip("needs Linux address-space limits, which ASan's shadow memory cannot live with")
+
+    def run(setup: str, *args: object) -> list[str]:
+        child = subprocess.run(
+            [sys.executable, "-c", setup + _CALLS_UNDER_THE_CAP, *map(str, args)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TINYLM_BPE_NATIVE": "1"},
+            timeout=120,
+        )
+        assert child.returncode == 0, child.stderr
+        return child.stdout.split()
+
+    return run
