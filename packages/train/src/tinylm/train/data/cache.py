@@ -30,9 +30,11 @@ __all__ = [
 ]
 
 # Corpora shipped in this package's data/ (licences and attribution in data/LICENSES.md). A
-# `data.text` equal to one of these names means that file; "" means DEFAULT_CORPUS.
+# `data.text` equal to one of these names means that file. DEFAULT_CORPUS is [data]'s default;
+# "" means EMPTY_TEXT_CORPUS, the one corpus bundled when older run directories wrote "".
 BUNDLED_CORPORA = {"openprose": "openprose_4M.txt", "tinystories": "tinystories_2M.txt"}
 DEFAULT_CORPUS = "tinystories"
+EMPTY_TEXT_CORPUS = "openprose"
 
 _SPACE_HINT = "; free space there or set data.cache_dir to another disk"
 
@@ -69,7 +71,7 @@ def text_source(text: str) -> Path:
     """The file `data.text` names: a path or a bundled corpus's name. "" is openprose: the one
     bundled corpus when run directories wrote it, so that they resume on the data they began."""
     if not text or text in BUNDLED_CORPORA:
-        return bundled_corpus(text or "openprose")
+        return bundled_corpus(text or EMPTY_TEXT_CORPUS)
     return Path(text)
 
 

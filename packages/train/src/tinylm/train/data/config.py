@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tinylm.train.data.cache import DEFAULT_CORPUS
+
 __all__ = ["DataConfig"]
 
 
@@ -11,7 +13,7 @@ __all__ = ["DataConfig"]
 class DataConfig:
     # raw text: a file path, or a bundled corpus's name (tinystories, openprose); "" is the
     # spelling of openprose from before TinyStories was bundled, kept so old runs resume on it
-    text: str = "tinystories"
+    text: str = DEFAULT_CORPUS
     # A separate validation file (e.g. TinyStories' valid.txt): with it, `text` is the train file
     # and nothing is split; both are used whole and streamed (text_bytes and val_fraction are
     # for a single `text`), and the BPE is trained on the first `tokenizer_bytes` of `text`.
